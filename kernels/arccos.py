@@ -1,0 +1,279 @@
+"""Arc-cosine kernels (Cho & Saul 2009) and the ReLU Gaussian expectation ``F``.
+
+All functions work on covariances ``(a, b, k) = (k_xx, k_yy, k_xy)`` and share one
+autograd primitive with *analytic* derivatives, so gradients stay finite where the
+inputs coincide (``k_xy^2 = k_xx k_yy``), where ``d arccos(c)/dc`` blows up but the
+derivative of the kernel does not.
+
+Notation: ``R = sqrt(max(a b - k^2, 0))``, ``c = clamp(k / sqrt(a b), -1, 1)``,
+``theta = arccos c``.
+
+* order 0: ``k_0 = (pi - theta) / pi``
+* order 1: ``k_1 = (R + (pi - theta) k) / pi``            (``= |x||y| J_1(theta) / pi``)
+* order 2: ``k_2 = (3 k R + (pi - theta)(a b + 2 k^2)) / pi``
+
+and ``F(a, b, k) = E[relu(u) relu(v)] = k_1 / 2`` for ``(u, v) ~ N(0, [[a, k], [k, b]])``.
+
+Derivatives (Price's theorem / direct differentiation; finite at ``R = 0``):
+
+* order 1: ``dk_1/dk = (pi - theta)/pi``, ``dk_1/da = R / (2 pi a)``
+* order 2: ``dk_2/dk = 4 k_1``, ``dk_2/da = (k R / a + (pi - theta) b) / pi``
+* order 0: ``dk_0/dk = 1/(pi R)``, ``dk_0/da = -k/(2 pi a R)``; these are infinite at
+  ``R = 0`` (the order-0 kernel has a cone-shaped peak at ``x || y``); there the
+  gradient is *set to 0* (documented choice, a subgradient of the symmetric cone).
+
+Where ``a = 0`` or ``b = 0`` (a zero input / zero variance) the kernels take their limits
+(``k_1 = k_2 = F = 0``, ``k_0 = 1/2``) and the gradient terms that would divide by 0 are 0.
+
+References
+----------
+Y. Cho and L. K. Saul, "Kernel methods for deep learning", NeurIPS 2009.
+De Palma, Kiani, Lloyd, ICML 2021, section 2 (ReLU kernel recursion); THEORY.md §1.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import gpytorch
+
+__all__ = [
+    "relu_expectation",
+    "arc_cosine",
+    "arc_cosine_from_cov",
+    "ArcCosineKernel",
+    "enable_compile",
+]
+
+_PI = math.pi
+_COMPILED = {"on": False, "fn": None}
+
+
+def _check_order(order):
+    if isinstance(order, bool) or not isinstance(order, (int,)) or order not in (0, 1, 2):
+        raise ValueError(f"order must be 0, 1 or 2 (arc-cosine kernel order); got {order!r}")
+    return int(order)
+
+
+def _forward_values(a, b, k, order: int):
+    """Kernel value and the intermediates, on broadcast tensors (no autograd)."""
+    ab = a * b
+    pos = ab > 0
+    s = torch.sqrt(ab)
+    safe_s = torch.where(pos, s, torch.ones_like(s))
+    c = torch.where(pos, k / safe_s, torch.zeros_like(s)).clamp_(-1.0, 1.0)
+    kc = c * s  # k clamped into [-sqrt(ab), sqrt(ab)]
+    pmt = _PI - torch.arccos(c)  # pi - theta
+    R = torch.sqrt(torch.clamp(ab - kc * kc, min=0.0))
+    if order == 0:
+        val = pmt / _PI
+    elif order == 1:
+        val = (R + pmt * kc) / _PI
+    else:
+        val = (3.0 * kc * R + pmt * (ab + 2.0 * kc * kc)) / _PI
+    return val, pmt, R, kc, pos
+
+
+def _k1_eager(a, b, k):
+    """Fast path of ``k_1`` (no autograd): few passes, temporaries reused in place.
+
+    ``a`` and ``b`` are usually small broadcast factors of ``k`` (outer products), so
+    their square roots cost nothing; each full-size pass is a memory sweep.
+    """
+    s = torch.sqrt(a) * torch.sqrt(b)  # sqrt(k_xx k_yy), broadcast to k's shape
+    c = k / s
+    if not (bool((a > 0).all()) and bool((b > 0).all())):
+        torch.nan_to_num_(c, nan=0.0, posinf=0.0, neginf=0.0)
+    c.clamp_(-1.0, 1.0)
+    theta = torch.arccos(c)
+    one = torch.ones((), dtype=c.dtype, device=c.device)
+    out = torch.addcmul(one, c, c, value=-1.0).sqrt_()  # sin theta (c in [-1, 1] -> 1 - c^2 >= 0)
+    out.add_(c, alpha=_PI).addcmul_(theta, c, value=-1.0)  # + (pi - theta) cos theta
+    return out.mul_(s).mul_(1.0 / _PI)
+
+
+def _k1_plain(a, b, k):
+    s = torch.sqrt(a * b)
+    c = torch.nan_to_num(k / s, nan=0.0, posinf=0.0, neginf=0.0).clamp(-1.0, 1.0)
+    return s * (torch.sqrt(torch.clamp(1.0 - c * c, min=0.0)) + (_PI - torch.arccos(c)) * c) / _PI
+
+
+def enable_compile(flag: bool = True):
+    """Switch ``torch.compile`` of the elementwise order-1 map on or off (default off).
+
+    Compilation costs seconds on the first call per shape family; it pays off for
+    maps over tens of millions of entries (see PERFORMANCE.md).  Only the no-grad
+    forward path is compiled; gradients always use the analytic eager formulas.
+    """
+    _COMPILED["on"] = bool(flag)
+    if flag and _COMPILED["fn"] is None:
+        _COMPILED["fn"] = torch.compile(_k1_plain, dynamic=True)
+
+
+class _ArcCos(torch.autograd.Function):
+    """``scale * k_order(a, b, k)`` with analytic derivatives (broadcasting inputs)."""
+
+    @staticmethod
+    def forward(ctx, a, b, k, order, scale):
+        if order == 1 and not (a.requires_grad or b.requires_grad or k.requires_grad):
+            out = _COMPILED["fn"](a, b, k) if _COMPILED["on"] else _k1_eager(a, b, k)
+            return out.mul_(scale)
+        val, pmt, R, kc, pos = _forward_values(a, b, k, order)
+        ctx.order = order
+        ctx.scale = scale
+        ctx.shapes = (a.shape, b.shape, k.shape)
+        ctx.save_for_backward(a, b, kc, pmt, R, pos)
+        return val.mul_(scale)
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b, kc, pmt, R, pos = ctx.saved_tensors
+        order = ctx.order
+        zero = torch.zeros((), dtype=R.dtype, device=R.device)
+        safe_a = torch.where(a > 0, a, torch.ones_like(a))
+        safe_b = torch.where(b > 0, b, torch.ones_like(b))
+        if order == 1:
+            gk = pmt / _PI
+            ga = R / (2.0 * _PI * safe_a)
+            gb = R / (2.0 * _PI * safe_b)
+        elif order == 2:
+            gk = 4.0 * (R + pmt * kc) / _PI
+            ga = (kc * R / safe_a + pmt * b) / _PI
+            gb = (kc * R / safe_b + pmt * a) / _PI
+        else:
+            ok = pos & (R > 0)
+            safe_R = torch.where(ok, R, torch.ones_like(R))
+            gk = torch.where(ok, 1.0 / (_PI * safe_R), zero)
+            ga = torch.where(ok, -kc / (2.0 * _PI * safe_a * safe_R), zero)
+            gb = torch.where(ok, -kc / (2.0 * _PI * safe_b * safe_R), zero)
+        ga = torch.where(pos, ga, zero)
+        gb = torch.where(pos, gb, zero)
+        g = g * ctx.scale
+        sa, sb, sk = ctx.shapes
+        out_a = (g * ga).sum_to_size(sa) if ctx.needs_input_grad[0] else None
+        out_b = (g * gb).sum_to_size(sb) if ctx.needs_input_grad[1] else None
+        out_k = (g * gk).sum_to_size(sk) if ctx.needs_input_grad[2] else None
+        return out_a, out_b, out_k, None, None
+
+
+def arc_cosine_from_cov(kxx, kyy, kxy, order: int = 1):
+    """Arc-cosine kernel of order ``order`` from the second moments of ``x`` and ``y``.
+
+    .. math:: k_m = \\frac{1}{\\pi} (k_{xx} k_{yy})^{m/2} J_m(\\theta),\\quad
+              \\theta = \\arccos\\frac{k_{xy}}{\\sqrt{k_{xx}k_{yy}}}
+
+    Parameters
+    ----------
+    kxx, kyy, kxy : torch.Tensor
+        ``|x|^2``, ``|y|^2`` and ``x . y`` (broadcastable; ``kxx, kyy >= 0``).
+    order : {0, 1, 2}
+
+    Returns
+    -------
+    torch.Tensor
+        Broadcast shape of the three inputs; analytic, finite gradients at ``x = y``
+        (orders 1 and 2).
+    """
+    order = _check_order(order)
+    a, b, k = _as_tensors(kxx, kyy, kxy)
+    return _ArcCos.apply(a, b, k, order, 1.0)
+
+
+def _as_tensors(*xs):
+    ref = next((x for x in xs if isinstance(x, torch.Tensor)), None)
+    dtype = ref.dtype if ref is not None else torch.float64
+    device = ref.device if ref is not None else None
+    return [x if isinstance(x, torch.Tensor) else torch.as_tensor(x, dtype=dtype, device=device) for x in xs]
+
+
+def relu_expectation(kxx, kyy, kxy):
+    """ReLU Gaussian expectation ``F`` (THEORY.md §1; ReLU layers of the paper's eqs. (2) and (5)).
+
+    .. math:: F = E[\\tau(u)\\tau(v)] = \\frac{\\sqrt{k_{xx}k_{yy}}}{2\\pi}
+              \\left(\\sin\\theta + (\\pi-\\theta)\\cos\\theta\\right),\\quad
+              (u, v) \\sim N\\left(0, \\begin{pmatrix}k_{xx}&k_{xy}\\\\k_{xy}&k_{yy}\\end{pmatrix}\\right)
+
+    with the cosine clamped to ``[-1, 1]``; ``F(k, k, k) = k/2``.  Gradients are the
+    analytic ones: ``dF/dk_xy = (pi - theta)/(2 pi)``, ``dF/dk_xx = R/(4 pi k_xx)``,
+    finite at coincident inputs.
+
+    Parameters
+    ----------
+    kxx, kyy : torch.Tensor
+        Variances (``>= 0``), broadcastable with ``kxy``.
+    kxy : torch.Tensor
+        Covariance.
+
+    Returns
+    -------
+    torch.Tensor
+        ``F`` with the broadcast shape.
+
+    References
+    ----------
+    Cho & Saul (2009); De Palma, Kiani, Lloyd (2021), section 2.
+    """
+    a, b, k = _as_tensors(kxx, kyy, kxy)
+    return _ArcCos.apply(a, b, k, 1, 0.5)
+
+
+def arc_cosine(x1, x2, order: int = 1, diag: bool = False):
+    """Arc-cosine kernel matrix of Cho & Saul (2009) between the rows of ``x1`` and ``x2``.
+
+    .. math:: k_m(x, y) = \\frac{1}{\\pi}\\|x\\|^m\\|y\\|^m J_m(\\theta),\\
+              J_0 = \\pi-\\theta,\\ J_1 = \\sin\\theta + (\\pi-\\theta)\\cos\\theta,\\
+              J_2 = 3\\sin\\theta\\cos\\theta + (\\pi-\\theta)(1 + 2\\cos^2\\theta)
+
+    Parameters
+    ----------
+    x1 : torch.Tensor, shape ``(..., N, d)``
+    x2 : torch.Tensor, shape ``(..., M, d)``
+    order : {0, 1, 2}
+    diag : bool
+        If True (``N == M``) return only ``k(x1_i, x2_i)``, shape ``(..., N)``.
+
+    Returns
+    -------
+    torch.Tensor, shape ``(..., N, M)`` (or ``(..., N)``)
+    """
+    order = _check_order(order)
+    if x1.shape[-1] != x2.shape[-1]:
+        raise ValueError(f"x1 and x2 must have the same last dimension; got {x1.shape[-1]} and {x2.shape[-1]}")
+    a = (x1 * x1).sum(-1)
+    b = (x2 * x2).sum(-1)
+    if diag:
+        k = (x1 * x2).sum(-1)
+        return arc_cosine_from_cov(a, b, k, order)
+    k = x1 @ x2.transpose(-1, -2)
+    return arc_cosine_from_cov(a.unsqueeze(-1), b.unsqueeze(-2), k, order)
+
+
+class ArcCosineKernel(gpytorch.kernels.Kernel):
+    """Arc-cosine kernel of order 0, 1 or 2 (Cho & Saul 2009) as a GPyTorch kernel.
+
+    .. math:: k_m(x, y) = \\frac{1}{\\pi}\\|x\\|^m\\|y\\|^m J_m(\\theta)
+
+    It is the NNGP kernel of one infinitely wide hidden layer with step (m=0), ReLU
+    (m=1) or squared-ReLU (m=2) activation and unit-variance weights, times 2.
+
+    Parameters
+    ----------
+    order : {0, 1, 2}
+    **kwargs
+        Passed to :class:`gpytorch.kernels.Kernel` (``active_dims``, ``batch_shape``...).
+    """
+
+    has_lengthscale = False
+
+    def __init__(self, order: int = 1, **kwargs):
+        self.order = _check_order(order)
+        super().__init__(**kwargs)
+
+    def forward(self, x1, x2, diag=False, last_dim_is_batch=False, **params):
+        if last_dim_is_batch:
+            x1 = x1.transpose(-1, -2).unsqueeze(-1)
+            x2 = x2.transpose(-1, -2).unsqueeze(-1)
+        for name, x in (("x1", x1), ("x2", x2)):
+            if not torch.isfinite(x).all():
+                raise ValueError(f"{name} contains NaN or inf; inputs must be finite")
+        return arc_cosine(x1, x2, self.order, diag=diag)

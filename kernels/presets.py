@@ -1,0 +1,99 @@
+"""Theory presets (THEORY.md §6) as layer descriptions.
+
+Every preset is *analytic*: pre-activation skips and average-pooling down-sampling, so
+the NNGP recursion, Theorem 2 and Corollary 1 apply.  (The authors' post-activation,
+stride-2 ResNet is the *faithful* preset of ``gpbound.experiments``.)
+
+>>> from gpbound.kernels.presets import get_preset
+>>> arch = get_preset("resnet", image_size=16)
+>>> arch.n, arch.M
+(768, 4.0)
+"""
+from __future__ import annotations
+
+from typing import Callable, Dict
+
+from .layers import Architecture, AvgPool, Conv, Dense, Flatten, ReLU, Residual, _pos_int, serial
+
+__all__ = ["PRESETS", "get_preset", "resnet", "dense", "lenet", "cnn"]
+
+
+def _divisible(image_size, k, name):
+    if image_size % k:
+        raise ValueError(f"image_size must be divisible by {k} for preset {name!r}; got {image_size}")
+
+
+def resnet(image_size, in_channels=3, stack_widths=(32, 64, 128), blocks_per_stack=1, stem_channels=None):
+    """Theory ResNet: Conv3x3 stem; stacks of ``Residual(ReLU, Conv3x3, ReLU, Conv3x3)`` blocks;
+    between stacks ``AvgPool(2)`` then a linear ``Conv(c_next, 1)``; then ``ReLU, Flatten(1)``.
+
+    With three stacks ``|I0| / |I_Lf| = 16`` and ``M = 4`` (paper section 4)."""
+    stack_widths = tuple(_pos_int(w, "stack_widths", "resnet") for w in stack_widths)
+    if not stack_widths:
+        raise ValueError("stack_widths must be non-empty")
+    bps = _pos_int(blocks_per_stack, "blocks_per_stack", "resnet")
+    _divisible(image_size, 2 ** (len(stack_widths) - 1), "resnet")
+    stem = stack_widths[0] if stem_channels is None else _pos_int(stem_channels, "stem_channels", "resnet")
+    layers = [Conv(stem, 3)]
+    if stem != stack_widths[0]:
+        layers.append(Conv(stack_widths[0], 1))
+    for s, c in enumerate(stack_widths):
+        if s > 0:
+            layers += [AvgPool(2), Conv(c, 1)]
+        for _ in range(bps):
+            layers.append(Residual(serial(ReLU(), Conv(c, 3), ReLU(), Conv(c, 3))))
+    layers += [ReLU(), Flatten(1)]
+    return Architecture(serial(*layers), (in_channels, image_size, image_size))
+
+
+def dense(image_size, in_channels=3, width=100, depth=2):
+    """Fully connected net: flatten -> width -> width -> 1 (ReLU, no ReLU on the input); M = 1."""
+    width = _pos_int(width, "width", "dense")
+    depth = _pos_int(depth, "depth", "dense")
+    layers = [Flatten(width)]
+    for _ in range(depth - 1):
+        layers += [ReLU(), Dense(width)]
+    layers += [ReLU(), Dense(1)]
+    return Architecture(serial(*layers), (in_channels, image_size, image_size))
+
+
+def lenet(image_size, in_channels=3, channels=128, hidden=512):
+    """LeNet-like: 2x (Conv3x3, ReLU), AvgPool 2, 2x (Conv3x3, ReLU), AvgPool 2, Flatten(512), ReLU,
+    Dense(512), ReLU, Dense(1); M = 4."""
+    _divisible(image_size, 4, "lenet")
+    c = _pos_int(channels, "channels", "lenet")
+    h = _pos_int(hidden, "hidden", "lenet")
+    layers = [Conv(c, 3), ReLU(), Conv(c, 3), ReLU(), AvgPool(2), Conv(c, 3), ReLU(), Conv(c, 3), ReLU(),
+              AvgPool(2), Flatten(h), ReLU(), Dense(h), ReLU(), Dense(1)]
+    return Architecture(serial(*layers), (in_channels, image_size, image_size))
+
+
+def cnn(image_size, in_channels=3, channels=128, depth=4):
+    """Plain CNN: ``depth`` x (Conv3x3, ReLU), Flatten(1); M = 1."""
+    c = _pos_int(channels, "channels", "cnn")
+    layers = []
+    for _ in range(_pos_int(depth, "depth", "cnn")):
+        layers += [Conv(c, 3), ReLU()]
+    layers.append(Flatten(1))
+    return Architecture(serial(*layers), (in_channels, image_size, image_size))
+
+
+PRESETS: Dict[str, Callable[..., Architecture]] = {"resnet": resnet, "dense": dense, "lenet": lenet, "cnn": cnn}
+
+
+def get_preset(name, image_size=16, in_channels=3, **kw) -> Architecture:
+    """Theory preset ``name`` on ``in_channels x image_size x image_size`` images.
+
+    Parameters
+    ----------
+    name : {"resnet", "dense", "lenet", "cnn"}
+    image_size : int, default 16
+    in_channels : int
+    **kw
+        Preset options (e.g. ``blocks_per_stack``, ``stack_widths`` for "resnet").
+    """
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; allowed: {sorted(PRESETS)}")
+    image_size = _pos_int(image_size, "image_size", "get_preset")
+    in_channels = _pos_int(in_channels, "in_channels", "get_preset")
+    return PRESETS[name](image_size, in_channels=in_channels, **kw)

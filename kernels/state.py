@@ -1,0 +1,200 @@
+"""The kernel state passed between layers of an infinitely wide network.
+
+A :class:`KernelState` holds, for one batch of input pairs, the covariance of one
+channel of the current layer's field (all channels are i.i.d. at infinite width):
+
+* ``cross``: covariance between the fields at ``x1_i`` and ``x2_j``;
+* ``var1`` / ``var2``: the same quantity between ``x1_i`` and itself (``x2_j`` and
+  itself); the ReLU map ``F`` needs the variances at each pixel.
+
+Pixels are carried either as the diagonal ``K_{aa}`` only (``full=False``: trailing
+dims ``*grid``) or as the full pixel-by-pixel covariance ``K_{ab}`` (``full=True``:
+trailing dims ``*grid, *grid``).  A conv layer maps diagonal to diagonal, so the full
+representation is only carried up to the last average pooling (decided once for the
+whole network by :mod:`gpbound.kernels.layers`).
+
+Pair layouts: ``diag_pairs=False``: ``cross`` is ``(..., N1, N2, *pix)``;
+``diag_pairs=True``: ``cross`` is ``(..., N, *pix)`` (pairs ``(x1_i, x2_i)``).
+``var1`` is ``(..., N1, *pix)`` and ``var2`` is ``(..., N2, *pix)`` in both layouts.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Callable, Tuple
+
+import torch
+
+from .arccos import relu_expectation
+
+__all__ = ["KernelState", "input_state"]
+
+
+@dataclass(frozen=True)
+class KernelState:
+    """Covariance state of one layer (immutable; every map returns a new state).
+
+    Attributes
+    ----------
+    cross, var1, var2 : torch.Tensor
+        See the module docstring for the shapes.
+    grid : tuple of int
+        The current pixel grid (``()`` once flattened).
+    full : bool
+        Full pixel covariance (True) or its diagonal only (False).
+    diag_pairs : bool
+        Pairs ``(x1_i, x2_i)`` only (True) or all pairs ``(x1_i, x2_j)`` (False).
+    """
+
+    cross: torch.Tensor
+    var1: torch.Tensor
+    var2: torch.Tensor
+    grid: Tuple[int, ...]
+    full: bool
+    diag_pairs: bool
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def pix_ndim(self) -> int:
+        """Number of trailing pixel dimensions of every tensor."""
+        return len(self.grid) * (2 if self.full else 1)
+
+    @property
+    def num_pixels(self) -> int:
+        return int(math.prod(self.grid)) if self.grid else 1
+
+    def map(self, fn: Callable[[torch.Tensor], torch.Tensor], grid=None) -> "KernelState":
+        """Apply the same linear map ``fn`` (acting on the trailing pixel dims) to all three."""
+        return replace(self, cross=fn(self.cross), var1=fn(self.var1), var2=fn(self.var2),
+                       grid=self.grid if grid is None else tuple(grid))
+
+    def _pixel_diag(self, t: torch.Tensor) -> torch.Tensor:
+        """``(..., *g, *g) -> (..., *g)``: the pixel diagonal ``K_{aa}`` of a full tensor."""
+        d, P = len(self.grid), self.num_pixels
+        if d == 0:
+            return t
+        lead = t.shape[: t.dim() - 2 * d]
+        return torch.diagonal(t.reshape(*lead, P, P), dim1=-2, dim2=-1).reshape(*lead, *self.grid)
+
+    def to_diag(self) -> "KernelState":
+        """Drop the off-diagonal pixel covariances (no-op when already diagonal)."""
+        if not self.full:
+            return self
+        return replace(self, cross=self._pixel_diag(self.cross), var1=self._pixel_diag(self.var1),
+                       var2=self._pixel_diag(self.var2), full=False)
+
+    def pixel_variances(self):
+        """Per-pixel variances ``(..., N1, *grid)`` and ``(..., N2, *grid)``."""
+        if self.full:
+            return self._pixel_diag(self.var1), self._pixel_diag(self.var2)
+        return self.var1, self.var2
+
+    def _pair_x(self, v: torch.Tensor) -> torch.Tensor:
+        """Broadcast an x1-indexed tensor ``(..., N1, *pix)`` against ``cross``."""
+        return v if self.diag_pairs else v.unsqueeze(v.dim() - self.pix_ndim)
+
+    def _pair_y(self, v: torch.Tensor) -> torch.Tensor:
+        return v if self.diag_pairs else v.unsqueeze(v.dim() - self.pix_ndim - 1)
+
+    def _full_pix(self, v: torch.Tensor, first: bool) -> torch.Tensor:
+        """``(..., *g) -> (..., *g, 1..)`` (first) or ``(..., 1.., *g)``."""
+        d = len(self.grid)
+        if not self.full or d == 0:
+            return v
+        if first:
+            return v.reshape(*v.shape, *([1] * d))
+        lead = v.shape[: v.dim() - d]
+        return v.reshape(*lead, *([1] * d), *self.grid)
+
+    # ------------------------------------------------------------------ the ReLU map
+    def relu(self) -> "KernelState":
+        """``K -> F(K)`` entrywise (THEORY §1), with ``F(k, k, k) = k/2`` on the variances."""
+        v1, v2 = self.pixel_variances()
+        kx = self._pair_x(self._full_pix(v1, True))
+        ky = self._pair_y(self._full_pix(v2, False))
+        cross = relu_expectation(kx, ky, self.cross)
+        if self.full and self.grid:
+            var1 = relu_expectation(self._full_pix(v1, True), self._full_pix(v1, False), self.var1)
+            var2 = relu_expectation(self._full_pix(v2, True), self._full_pix(v2, False), self.var2)
+        else:
+            var1, var2 = 0.5 * self.var1, 0.5 * self.var2
+        return replace(self, cross=cross, var1=var1, var2=var2)
+
+    def __add__(self, other: "KernelState") -> "KernelState":
+        a, b = self, other
+        if a.full != b.full:
+            a, b = a.to_diag(), b.to_diag()
+        if a.grid != b.grid:
+            raise ValueError(f"cannot add kernel states on grids {a.grid} and {b.grid}")
+        return replace(a, cross=a.cross + b.cross, var1=a.var1 + b.var1, var2=a.var2 + b.var2)
+
+
+def _input_cov(x1: torch.Tensor, x2: torch.Tensor, grid, full: bool, pairs: str) -> torch.Tensor:
+    """Channel-averaged input covariance ``(1/C0) sum_c x_{c,a} y_{c,b}``.
+
+    ``x1``: ``(..., N1, C, P)``, ``x2``: ``(..., N2, C, P)`` with P the flattened grid.
+    ``pairs``: "outer" (all pairs), "diag" (matched pairs), "self" (x with itself, per item).
+    """
+    C = x1.shape[-2]
+    d = len(grid)
+    if pairs == "outer":
+        if d == 0:  # flat input: a plain Gram matrix
+            # in-place scaling of the fresh matmul output is autograd-safe (mm saves its inputs only)
+            return (x1.squeeze(-1) @ x2.squeeze(-1).transpose(-1, -2)).div_(C)
+        N1, N2, P = x1.shape[-3], x2.shape[-3], x1.shape[-1]
+        if not full:
+            if C <= 16:  # sum over channels of broadcast outer products: C memory passes
+                a = x1.unsqueeze(-3)  # (..., N1, 1, C, P)
+                b = x2.unsqueeze(-4)  # (..., 1, N2, C, P)
+                out = a[..., 0, :] * b[..., 0, :]
+                for c in range(1, C):
+                    out = out.addcmul_(a[..., c, :], b[..., c, :]) if not out.requires_grad else \
+                        out + a[..., c, :] * b[..., c, :]
+            else:  # batched over pixels: (P, N1, C) @ (P, C, N2)
+                out = (x1.movedim(-1, -3).movedim(-2, -1) @ x2.movedim(-1, -3).movedim(-3, -2)
+                       ).movedim(-3, -1).contiguous()
+            return out.div_(C).reshape(*out.shape[:-1], *grid)
+        # full: one GEMM (N1 P, C) @ (C, N2 Q), then a permuting copy
+        A = x1.transpose(-1, -2).reshape(*x1.shape[:-3], N1 * P, C)
+        B = x2.transpose(-1, -2).reshape(*x2.shape[:-3], N2 * P, C)
+        out = (A @ B.transpose(-1, -2)).div_(C)
+        out = out.reshape(*out.shape[:-2], N1, P, N2, P).transpose(-3, -2).contiguous()
+        return out.reshape(*out.shape[:-4], N1, N2, *grid, *grid)
+    # matched pairs (x1_i, x2_i); "self" is the same with x2 = x1
+    if d == 0:
+        return (x1.squeeze(-1) * x2.squeeze(-1)).sum(-1) / C
+    if not full:
+        out = (x1 * x2).sum(-2) / C
+        return out.reshape(*out.shape[:-1], *grid)
+    out = (x1.transpose(-1, -2) @ x2).div_(C)  # (..., N, P, Q)
+    return out.reshape(*out.shape[:-2], *grid, *grid)
+
+
+def input_state(x1: torch.Tensor, x2: torch.Tensor, input_shape, full: bool, diag_pairs: bool) -> KernelState:
+    """Kernel state of the raw input: ``K_{ab}(x, y) = (1/C0) sum_c x_{c,a} y_{c,b}``.
+
+    With this normalisation the input conv map of THEORY §1,
+    ``K' = sb2 + sw2/(C0 |P|) sum_b sum_c x_{c,a+b} y_{c,a'+b}``, is the generic
+    conv map applied to the input state.
+
+    Parameters
+    ----------
+    x1, x2 : torch.Tensor
+        ``(..., N1, n)`` and ``(..., N2, n)``, already validated, ``n = prod(input_shape)``.
+    input_shape : tuple of int
+        ``(C0, *grid)``; a 1-tuple ``(n,)`` is a flat input.
+    full : bool
+        Carry the full pixel covariance.
+    diag_pairs : bool
+        Matched pairs only (``N1 == N2``).
+    """
+    C = int(input_shape[0])
+    grid = tuple(int(g) for g in input_shape[1:])
+    P = int(math.prod(grid)) if grid else 1
+    full = bool(full) and len(grid) > 0
+    a = x1.reshape(*x1.shape[:-1], C, P)
+    b = x2.reshape(*x2.shape[:-1], C, P)
+    cross = _input_cov(a, b, grid, full, "diag" if diag_pairs else "outer")
+    var1 = _input_cov(a, a, grid, full, "self")
+    var2 = var1 if x2 is x1 else _input_cov(b, b, grid, full, "self")
+    return KernelState(cross=cross, var1=var1, var2=var2, grid=grid, full=full, diag_pairs=diag_pairs)
