@@ -1,0 +1,138 @@
+"""Many networks of one architecture evaluated in one batched call.
+
+The parameters of ``K`` structurally identical ``torch.nn.Module`` s are stacked
+(``torch.func.stack_module_state``) and the module is applied with
+``torch.func.functional_call`` under ``torch.func.vmap`` over the network index.
+:class:`NetworkEnsemble` exposes this as a *row-wise* scalar function
+``(K*P, n) -> (K*P,)`` (row ``k*P + j`` is point ``j`` of network ``k``) that
+:func:`gpbound.attacks.minimal_distance` can attack directly, and as
+``ensemble.shared(X) -> (K, N)`` (every network on the same points), used for
+Monte Carlo sampling of network outputs.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Optional, Sequence, Union
+
+import numpy as np
+import torch
+from torch.func import functional_call, stack_module_state, vmap
+
+
+def spawn_seeds(seed: Optional[int], num: int) -> list:
+    """``num`` independent integer seeds derived from ``seed`` (``numpy.random.SeedSequence``)."""
+    if isinstance(num, bool) or not isinstance(num, (int, np.integer)) or num < 1:
+        raise ValueError(f"num must be an int >= 1; got {num!r}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+        raise ValueError(f"seed must be None or an int >= 0; got {seed!r}")
+    return [int(s) for s in np.random.SeedSequence(seed).generate_state(int(num), dtype=np.uint32)]
+
+
+class NetworkEnsemble:
+    """K networks of identical structure evaluated together.
+
+    Parameters
+    ----------
+    networks : sequence of torch.nn.Module
+        Same class and parameter shapes (e.g. ``arch.network(seed=s)`` for several ``s``).
+    points_per_network : int, optional
+        ``P``: rows per network when called as a row-wise function; if ``None``,
+        the row count of each call must be a multiple of ``K`` and ``P = B / K``.
+    output : int or "difference", default 0
+        Scalar taken from the network output ``(.., output_dim)``: the index of an
+        output, or ``"difference"`` = ``out[..., 1] - out[..., 0]`` for 2-logit heads
+        (label 1 where positive).
+    vectorize : bool, default True
+        Use ``vmap``; with ``False`` (or if ``vmap`` fails on the module), loop over
+        the K networks.
+
+    Examples
+    --------
+    >>> import torch
+    >>> nets = [torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 1)).double()
+    ...         for _ in range(5)]
+    >>> ens = NetworkEnsemble(nets, points_per_network=2)
+    >>> ens(torch.zeros(10, 3, dtype=torch.float64)).shape
+    torch.Size([10])
+    """
+
+    def __init__(self, networks: Sequence[torch.nn.Module], points_per_network: Optional[int] = None,
+                 output: Union[int, str] = 0, vectorize: bool = True):
+        networks = list(networks)
+        if not networks or not all(isinstance(m, torch.nn.Module) for m in networks):
+            raise TypeError("networks must be a non-empty sequence of torch.nn.Module")
+        if points_per_network is not None and (isinstance(points_per_network, bool)
+                                               or not isinstance(points_per_network, int)
+                                               or points_per_network < 1):
+            raise ValueError(f"points_per_network must be None or an int >= 1; got {points_per_network!r}")
+        if not (output == "difference" or (isinstance(output, int) and not isinstance(output, bool))):
+            raise ValueError(f"output must be an int index or 'difference'; got {output!r}")
+        self.networks = networks
+        self.K = len(networks)
+        self.P = points_per_network
+        self.output = output
+        self.vectorize = bool(vectorize)
+        self.params, self.buffers = stack_module_state(networks)
+        self._base = copy.deepcopy(networks[0])
+
+    @classmethod
+    def from_architecture(cls, arch, num_networks: int, width=None, sigma_w2: float = 2.0,
+                          sigma_b2: float = 0.0, seed: Optional[int] = None, device=None,
+                          dtype=torch.float64, **kwargs) -> "NetworkEnsemble":
+        """``num_networks`` random networks ``arch.network(width, sigma_w2, sigma_b2, seed=s_k)``
+        with seeds ``spawn_seeds(seed, num_networks)``."""
+        seeds = spawn_seeds(seed, num_networks)
+        nets = [arch.network(width=width, sigma_w2=sigma_w2, sigma_b2=sigma_b2, seed=s,
+                             device=device, dtype=dtype) for s in seeds]
+        ens = cls(nets, **kwargs)
+        ens.seeds = seeds
+        return ens
+
+    # ------------------------------------------------------------------ evaluation
+    def _select(self, out: torch.Tensor) -> torch.Tensor:
+        if self.output == "difference":
+            return out[..., 1] - out[..., 0]
+        return out[..., self.output]
+
+    def _apply_all(self, x: torch.Tensor, shared: bool) -> torch.Tensor:
+        """``(K, P, n)`` (or ``(N, n)`` if shared) -> ``(K, P, output_dim)``."""
+        if self.vectorize:
+            def call(params, buffers, xi):
+                return functional_call(self._base, (params, buffers), (xi,))
+            try:
+                return vmap(call, in_dims=(0, 0, None if shared else 0))(self.params, self.buffers, x)
+            except Exception:  # pragma: no cover - modules that vmap cannot trace
+                self.vectorize = False
+        outs = [net(x if shared else x[k]) for k, net in enumerate(self.networks)]
+        return torch.stack(outs, 0)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """Row-wise scalar output: ``x`` ``(K*P, n)`` -> ``(K*P,)``; row ``k*P + j`` goes to network ``k``."""
+        B = x.shape[0]
+        P = self.P if self.P is not None else B // self.K
+        if B != self.K * P or P < 1:
+            raise ValueError(f"x must have K*P = {self.K}*{self.P if self.P else 'P'} rows "
+                             f"(network-major); got {B}")
+        out = self._apply_all(x.reshape(self.K, P, *x.shape[1:]), shared=False)
+        return self._select(out).reshape(B)
+
+    def shared(self, X: torch.Tensor) -> torch.Tensor:
+        """All K networks on the same points: ``X`` ``(N, n)`` -> ``(K, N)``."""
+        return self._select(self._apply_all(X, shared=True))
+
+    def rows(self, x0: torch.Tensor) -> torch.Tensor:
+        """Lay out points for the row-wise call: ``(K, P, n)`` -> ``(K*P, n)``, or ``(P, n)``
+        (the same points for every network) -> ``(K*P, n)``."""
+        if x0.dim() == 3:
+            if x0.shape[0] != self.K:
+                raise ValueError(f"x0 must have shape (K={self.K}, P, n); got {tuple(x0.shape)}")
+            return x0.reshape(-1, x0.shape[-1])
+        if x0.dim() == 2:
+            return x0.unsqueeze(0).expand(self.K, *x0.shape).reshape(-1, x0.shape[-1])
+        raise ValueError(f"x0 must have shape (P, n) or (K, P, n); got {tuple(x0.shape)}")
+
+
+def stack_networks(networks: Sequence[torch.nn.Module], points_per_network: Optional[int] = None,
+                   output: Union[int, str] = 0) -> NetworkEnsemble:
+    """Shorthand for :class:`NetworkEnsemble` ``(networks, points_per_network, output)``."""
+    return NetworkEnsemble(networks, points_per_network=points_per_network, output=output)

@@ -1,0 +1,200 @@
+"""Tests of gpbound.attacks: exact affine oracle, verified flips, 2-D direction-grid oracle."""
+import math
+import warnings
+
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+
+from gpbound.attacks import (NetworkEnsemble, affine_minimal_distance, minimal_distance,
+                             project_lp_ball)
+from gpbound.attacks.norms import lp_norm
+
+NORMS = [1, 2, math.inf]
+
+
+def _mlp(d_in, width, seed, bias=True):
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Linear(d_in, width, bias=bias), torch.nn.ReLU(),
+                               torch.nn.Linear(width, width, bias=bias), torch.nn.ReLU(),
+                               torch.nn.Linear(width, 1, bias=bias)).double()
+
+
+@pytest.mark.parametrize("n", [2, 37, 3072])
+@pytest.mark.parametrize("norm", NORMS)
+def test_affine_exact(n, norm):
+    # oracle: |f(x0)| / ||w||_q (Hoelder); tolerance 1e-6 relative (bisection reaches ~1e-14)
+    g = torch.Generator().manual_seed(n)
+    B = 6
+    w = torch.randn(B, n, generator=g, dtype=torch.float64)
+    b = torch.randn(B, generator=g, dtype=torch.float64)
+    x0 = torch.randn(B, n, generator=g, dtype=torch.float64)
+    f = lambda x: (x * w).sum(-1) + b  # noqa: E731
+    res = minimal_distance(f, x0, norm, steps=30)
+    exact = affine_minimal_distance(w, b, x0, norm)
+    assert bool(res.success.all())
+    rel = (res.distance - exact) / exact
+    assert float(rel.abs().max()) < 1e-6
+    assert float(rel.min()) > -1e-12  # a verified crossing is never closer than the minimum
+    # independent check of the label flip and of the reported distance
+    assert bool((torch.sign(f(res.x_adv)) == -torch.sign(f(x0))).all())
+    assert torch.allclose(lp_norm(res.x_adv - x0, float(norm)), res.distance, rtol=1e-12)
+
+
+def _direction_grid_oracle(net, x0, p, J=2880, G=200, T=8.0):
+    """min over J directions (unit lp) of the first sign change along x0 + t u, t in (0, T]
+    (grid of G steps, then 40 bisection steps): an upper bound of the true 2-D minimum."""
+    th = torch.arange(J, dtype=torch.float64) * 2 * math.pi / J
+    u = torch.stack([torch.cos(th), torch.sin(th)], -1)
+    u = u / lp_norm(u, p).unsqueeze(-1)
+    ts = torch.linspace(0, T, G + 1, dtype=torch.float64)[1:]
+    with torch.no_grad():
+        s0 = torch.sign(net(x0[None]))[0, 0]
+        f = lambda z: net(z.reshape(-1, 2)).reshape(z.shape[:-1]) * s0  # noqa: E731
+        neg = f(x0 + ts[None, :, None] * u[:, None, :]) < 0
+        has = neg.any(1)
+        first = neg.to(torch.int64).argmax(1)
+        lo = torch.where(first > 0, ts[(first - 1).clamp_min(0)], torch.zeros(J, dtype=torch.float64))
+        hi = ts[first]
+        for _ in range(40):
+            mid = 0.5 * (lo + hi)
+            m = f(x0 + mid[:, None] * u) < 0
+            hi, lo = torch.where(m, mid, hi), torch.where(m, lo, mid)
+    return float(torch.where(has, hi, torch.full_like(hi, math.inf)).min())
+
+
+@pytest.mark.parametrize("norm", NORMS)
+def test_2d_relu_against_direction_grid(norm):
+    # bias-free ReLU nets (sigma_b = 0 as in the theory); oracle = dense direction grid + bisection
+    K = 8
+    nets = [_mlp(2, 24, 100 + k, bias=False) for k in range(K)]
+    ens = NetworkEnsemble(nets, points_per_network=1)
+    x0 = torch.randn(K, 2, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    res = minimal_distance(ens, x0, norm, steps=60, restarts=1)
+    oracle = torch.tensor([_direction_grid_oracle(nets[k], x0[k], float(norm)) for k in range(K)],
+                          dtype=torch.float64)
+    fin = torch.isfinite(oracle)
+    assert int(fin.sum()) >= K // 2
+    assert bool(res.success[fin].all())
+    ratio = res.distance[fin] / oracle[fin]
+    # never meaningfully below the oracle: its direction grid (2*pi/2880) costs < 1e-2 relative
+    assert float(ratio.min()) > 1 - 1e-2
+    # within a few per cent of the oracle for (almost) every point
+    assert float((ratio <= 1.05).float().mean()) >= 0.9
+    assert float(ratio.median()) <= 1.01
+
+
+@pytest.mark.parametrize("norm", NORMS)
+def test_relu_mlp_verified_flips(norm):
+    K, P, n = 4, 3, 20
+    nets = [_mlp(n, 32, k) for k in range(K)]
+    ens = NetworkEnsemble(nets, points_per_network=P)
+    x0 = torch.randn(K * P, n, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    res = minimal_distance(ens, x0, norm, steps=40)
+    assert bool(res.success.all())
+    with torch.no_grad():  # independent evaluation, network by network
+        y0 = torch.cat([nets[k](x0[k * P:(k + 1) * P])[:, 0] for k in range(K)])
+        ya = torch.cat([nets[k](res.x_adv[k * P:(k + 1) * P])[:, 0] for k in range(K)])
+    assert bool((y0 * ya < 0).all())
+    assert torch.allclose(lp_norm(res.x_adv - x0, float(norm)), res.distance)
+
+
+def test_bounds_respected():
+    n = 30
+    net = _mlp(n, 16, 3)
+    x0 = torch.rand(5, n, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    f = lambda x: net(x)[:, 0]  # noqa: E731
+    for norm in NORMS:
+        res = minimal_distance(f, x0, norm, steps=30, bounds=(0.0, 1.0))
+        ok = res.success
+        assert bool(((res.x_adv[ok] >= 0) & (res.x_adv[ok] <= 1)).all())
+        assert bool((torch.sign(f(res.x_adv[ok])) != torch.sign(f(x0[ok]))).all())
+
+
+def test_conv_residual_net_ensemble():
+    kernels = pytest.importorskip("gpbound.kernels")
+    arch = kernels.Architecture(kernels.serial(
+        kernels.Conv(4, 3), kernels.Residual(kernels.serial(kernels.ReLU(), kernels.Conv(4, 3),
+                                                            kernels.ReLU(), kernels.Conv(4, 3))),
+        kernels.AvgPool(2), kernels.ReLU(), kernels.Flatten(1)), input_shape=(3, 4, 4))
+    K, P = 3, 2
+    ens = NetworkEnsemble.from_architecture(arch, K, seed=0, points_per_network=P)
+    x0 = torch.rand(K * P, arch.n, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    nets = ens.networks
+    with torch.no_grad():  # the vmapped ensemble agrees with the networks one by one
+        y_loop = torch.cat([nets[k](x0[k * P:(k + 1) * P])[:, 0] for k in range(K)])
+    assert torch.allclose(ens(x0), y_loop, rtol=1e-12, atol=1e-14)
+    for norm in NORMS:
+        res = minimal_distance(ens, x0, norm, steps=5)
+        assert bool(res.success.all())
+        with torch.no_grad():
+            ya = torch.cat([nets[k](res.x_adv[k * P:(k + 1) * P])[:, 0] for k in range(K)])
+        assert bool((ya * y_loop < 0).all())
+
+
+def test_ensemble_shared_and_layout():
+    nets = [_mlp(5, 8, k) for k in range(3)]
+    ens = NetworkEnsemble(nets, points_per_network=2)
+    X = torch.randn(4, 5, dtype=torch.float64)
+    with torch.no_grad():
+        S = ens.shared(X)
+        ref = torch.stack([m(X)[:, 0] for m in nets])
+        assert torch.allclose(S, ref)
+        rows = ens.rows(X[:2])
+        assert torch.allclose(ens(rows), ref[:, :2].reshape(-1))
+    with pytest.raises(ValueError, match="K\\*P"):
+        ens(torch.zeros(5, 5, dtype=torch.float64))
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(1, 12), seed=st.integers(0, 10_000), norm=st.sampled_from(NORMS),
+       eps=st.floats(1e-3, 5.0))
+def test_projection_variational_inequality(n, seed, norm, eps):
+    # Euclidean projection P onto the lp ball: P in the ball, and <d - P, z - P> <= 0 for z in it
+    g = torch.Generator().manual_seed(seed)
+    d = 3 * torch.randn(1, n, generator=g, dtype=torch.float64)
+    P = project_lp_ball(d, torch.tensor([eps], dtype=torch.float64), float(norm))
+    assert float(lp_norm(P, float(norm))) <= eps * (1 + 1e-12) + 1e-12
+    z = torch.randn(200, n, generator=g, dtype=torch.float64)
+    z = z / lp_norm(z, float(norm)).unsqueeze(-1) * eps * torch.rand(200, 1, generator=g, dtype=torch.float64)
+    assert float(((d - P) * (z - P)).sum(-1).max()) <= 1e-9 * (1 + float(d.abs().max()) ** 2)
+
+
+def test_zero_label_point():
+    f = lambda x: x[:, 0]  # noqa: E731
+    x0 = torch.tensor([[0.0, 1.0], [2.0, 0.0]], dtype=torch.float64)
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        res = minimal_distance(f, x0, 2, steps=10)
+    assert any("f(x0) = 0" in str(w.message) for w in rec)
+    assert res.distance[0] == 0 and not bool(res.success[0])
+    assert abs(float(res.distance[1]) - 2.0) < 1e-9 and bool(res.success[1])
+
+
+def test_bad_input():
+    f = lambda x: x.sum(-1)  # noqa: E731
+    x0 = torch.ones(2, 3, dtype=torch.float64)
+    with pytest.raises(ValueError, match="norm"):
+        minimal_distance(f, x0, 3)
+    with pytest.raises(ValueError, match="norm"):
+        minimal_distance(f, x0, "l7")
+    with pytest.raises(ValueError, match="x0"):
+        minimal_distance(f, torch.tensor([[float("nan"), 0.0, 1.0]]), 2)
+    with pytest.raises(ValueError, match="x0"):
+        minimal_distance(f, torch.ones(3, dtype=torch.float64), 2)
+    with pytest.raises(ValueError, match="f must map"):
+        minimal_distance(lambda x: x, x0, 2)
+    with pytest.raises(ValueError, match="steps"):
+        minimal_distance(f, x0, 2, steps=0)
+    with pytest.raises(ValueError, match="bounds"):
+        minimal_distance(f, x0, 2, bounds=(1.0, 0.0))
+    with pytest.raises(ValueError, match="inside bounds"):
+        minimal_distance(f, 2 * x0, 2, bounds=(0.0, 1.0))
+    with pytest.raises(ValueError, match="attacks"):
+        minimal_distance(f, x0, 2, attacks=("cw",))
+    with pytest.raises(ValueError, match="ddn"):
+        minimal_distance(f, x0, 1, attacks=("ddn",))
+    with pytest.raises(TypeError, match="callable"):
+        minimal_distance(3, x0, 2)
+    with pytest.raises(ValueError, match="w must have"):
+        affine_minimal_distance(torch.ones(4), 0.0, x0, 2)
