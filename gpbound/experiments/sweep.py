@@ -1,0 +1,267 @@
+"""Resumable sweeps: a grid of independent tasks whose results go to a JSON-lines file.
+
+Each task is a dict of JSON-serialisable parameters; its *key* is a hash of the
+canonical JSON of those parameters, so it is stable across runs and machines. Every
+finished task is appended to the results file as one line
+``{"key": ..., "params": ..., "result": ..., "elapsed_s": ...}`` and flushed with
+``fsync``; re-running the same sweep skips the keys already in the file. A killed run
+may leave a half-written last line: it is ignored with a warning and cut off before
+anything new is appended, never fatal.
+
+Tasks run in-process (with a tqdm progress bar) or on dask.distributed
+(``scheduler=`` an address or a :class:`distributed.Client`), collected with
+``as_completed`` so results are written in completion order.
+
+Example
+-------
+>>> tasks = grid(size=[4, 8], seed=range(3))
+>>> records = run_sweep(my_task, tasks, "results.jsonl")          # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+import os
+import time
+import warnings
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence
+
+import numpy as np
+
+__all__ = ["task_key", "grid", "read_results", "repair_results", "run_sweep", "load_config",
+           "to_jsonable"]
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Convert numpy/torch scalars and arrays (and tuples) to plain JSON types.
+
+    Non-finite floats become the strings ``"inf"``, ``"-inf"``, ``"nan"`` so that the
+    file stays strict JSON; :func:`read_results` does not convert them back (use
+    ``float(x)``, which accepts those strings).
+    """
+    try:
+        import torch
+        if isinstance(obj, torch.Tensor):
+            obj = obj.detach().cpu().numpy()
+    except ImportError:  # pragma: no cover
+        pass
+    if isinstance(obj, np.ndarray):
+        return [to_jsonable(v) for v in obj.tolist()] if obj.ndim else to_jsonable(obj.item())
+    if isinstance(obj, (np.bool_, bool)):
+        return bool(obj)
+    if isinstance(obj, (np.integer, int)):
+        return int(obj)
+    if isinstance(obj, (np.floating, float)):
+        f = float(obj)
+        return f if math.isfinite(f) else ("nan" if math.isnan(f) else ("inf" if f > 0 else "-inf"))
+    if isinstance(obj, Mapping):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if obj is None or isinstance(obj, str):
+        return obj
+    raise TypeError(f"cannot store {type(obj).__name__} in a JSON results file")
+
+
+def task_key(params: Mapping[str, Any]) -> str:
+    """Stable key of a task: the first 20 hex digits of SHA-256 of its canonical JSON."""
+    if not isinstance(params, Mapping):
+        raise TypeError(f"params must be a mapping, got {type(params).__name__}")
+    canon = json.dumps(to_jsonable(params), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canon.encode()).hexdigest()[:20]
+
+
+def grid(**axes: Iterable) -> List[Dict[str, Any]]:
+    """Cartesian product of the given axes, as a list of parameter dicts (last axis fastest)."""
+    names = list(axes)
+    values = []
+    for name in names:
+        v = axes[name]
+        if isinstance(v, (str, bytes)) or not isinstance(v, Iterable):
+            v = [v]
+        values.append(list(v))
+    return [dict(zip(names, combo)) for combo in itertools.product(*values)]
+
+
+def load_config(path) -> Dict[str, Any]:
+    """Read a YAML (or JSON) sweep configuration with ``yaml.safe_load``."""
+    import yaml
+
+    with open(path, "r", encoding="utf-8") as fh:
+        cfg = yaml.safe_load(fh)
+    if cfg is None:
+        cfg = {}
+    if not isinstance(cfg, dict):
+        raise ValueError(f"{path}: a sweep configuration must be a mapping, got {type(cfg).__name__}")
+    return cfg
+
+
+def _scan(path):
+    """Parse the results file; return (records, good_byte_length, problem or None)."""
+    records: Dict[str, dict] = {}
+    if not os.path.exists(path):
+        return records, 0, None
+    with open(path, "rb") as fh:
+        data = fh.read()
+    lines = data.split(b"\n")
+    offset = 0
+    for i, line in enumerate(lines):
+        is_last = i == len(lines) - 1
+        end = offset + len(line) + (0 if is_last else 1)
+        if not line.strip():
+            offset = end
+            continue
+        try:
+            rec = json.loads(line.decode("utf-8"))
+            if not isinstance(rec, dict) or "key" not in rec:
+                raise ValueError("not a result record")
+        except (ValueError, UnicodeDecodeError) as exc:
+            rest = b"".join(lines[i + 1:]).strip()
+            if rest:
+                raise ValueError(f"{path}: corrupt results line {i + 1} ({exc}); only a half-written "
+                                 "last line is repaired automatically") from exc
+            return records, offset, f"ignored a half-written last line ({len(line)} bytes) in {path}"
+        if rec["key"] in records:
+            warnings.warn(f"{path}: task {rec['key']} appears more than once; keeping the first")
+        else:
+            records[rec["key"]] = rec
+        offset = end
+    return records, offset, None
+
+
+def read_results(path) -> Dict[str, dict]:
+    """Finished records of a results file, by key. A half-written last line is ignored
+    with a :class:`UserWarning` (the file is not modified)."""
+    records, _, problem = _scan(path)
+    if problem:
+        warnings.warn(problem)
+    return records
+
+
+def repair_results(path) -> Dict[str, dict]:
+    """Like :func:`read_results`, and cut a half-written last line off the file (and add a
+    missing final newline) so that new lines can be appended safely."""
+    records, good, problem = _scan(path)
+    if problem:
+        warnings.warn(problem + "; truncating it")
+        with open(path, "r+b") as fh:
+            fh.truncate(good)
+            fh.flush()
+            os.fsync(fh.fileno())
+    if os.path.exists(path) and os.path.getsize(path) > 0:
+        with open(path, "rb+") as fh:
+            fh.seek(-1, os.SEEK_END)
+            if fh.read(1) != b"\n":
+                fh.write(b"\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+    return records
+
+
+def _append(fh, record):
+    fh.write(json.dumps(record, sort_keys=True) + "\n")
+    fh.flush()
+    os.fsync(fh.fileno())
+
+
+def _timed_call(fn, params):
+    t0 = time.perf_counter()
+    result = fn(params)
+    return result, time.perf_counter() - t0
+
+
+def run_sweep(fn: Callable[[Dict[str, Any]], Any], tasks: Sequence[Mapping[str, Any]], results_path=None,
+              scheduler=None, progress: bool = True, desc: Optional[str] = None) -> List[dict]:
+    """Run ``fn(params)`` for every task not yet in ``results_path``; return all records.
+
+    Parameters
+    ----------
+    fn : callable
+        ``fn(params) -> result``; the result must be JSON-serialisable (numpy/torch values
+        are converted). For dask with process workers, ``fn`` must be picklable
+        (a module-level function or a :func:`functools.partial` of one).
+    tasks : sequence of dict
+        Parameters of each task; duplicates (same key) run once.
+    results_path : path or None
+        JSON-lines results file (created if missing; resumed otherwise). ``None`` keeps
+        results in memory only.
+    scheduler : None, str or distributed.Client
+        ``None`` runs in-process; an address (``"tcp://host:8786"``) or a Client runs the
+        tasks on dask.distributed.
+    progress : bool
+        Show a tqdm progress bar.
+
+    Returns
+    -------
+    list of dict
+        One record per distinct task, in task order: ``key``, ``params``, ``result``,
+        ``elapsed_s`` (read back from the file for tasks finished earlier).
+
+    Notes
+    -----
+    If a task raises (including :class:`KeyboardInterrupt`), the records already
+    finished stay in the file and the exception propagates; re-running resumes.
+    """
+    from tqdm.auto import tqdm
+
+    if not callable(fn):
+        raise TypeError("fn must be callable")
+    ordered: Dict[str, dict] = {}
+    for params in tasks:
+        if not isinstance(params, Mapping):
+            raise TypeError(f"each task must be a dict of parameters, got {type(params).__name__}")
+        p = to_jsonable(dict(params))
+        ordered.setdefault(task_key(p), p)
+    done: Dict[str, dict] = repair_results(results_path) if results_path is not None else {}
+    todo = [(k, p) for k, p in ordered.items() if k not in done]
+    fh = None
+    if results_path is not None:
+        d = os.path.dirname(os.path.abspath(results_path))
+        os.makedirs(d, exist_ok=True)
+        fh = open(results_path, "a", encoding="utf-8")
+    bar = tqdm(total=len(ordered), initial=len(ordered) - len(todo), desc=desc or "sweep",
+               disable=not progress, leave=False)
+
+    def finish(key, params, result, elapsed):
+        rec = {"key": key, "params": params, "result": to_jsonable(result), "elapsed_s": float(elapsed)}
+        if fh is not None:
+            _append(fh, rec)
+        done[key] = rec
+        bar.update(1)
+
+    try:
+        if scheduler is None:
+            for key, params in todo:
+                result, elapsed = _timed_call(fn, params)
+                finish(key, params, result, elapsed)
+        elif todo:
+            _run_dask(fn, todo, scheduler, finish)
+    finally:
+        bar.close()
+        if fh is not None:
+            fh.close()
+    return [done[k] for k in ordered]
+
+
+def _run_dask(fn, todo, scheduler, finish):
+    from distributed import Client, as_completed
+
+    own = not isinstance(scheduler, Client)
+    client = Client(scheduler) if own else scheduler
+    futures = {}
+    try:
+        for key, params in todo:
+            fut = client.submit(_timed_call, fn, params, key=f"gpbound-sweep-{key}-{time.time_ns()}", pure=False)
+            futures[fut] = (key, params)
+        for fut in as_completed(list(futures)):
+            key, params = futures[fut]
+            result, elapsed = fut.result()
+            finish(key, params, result, elapsed)
+    finally:
+        for fut in futures:
+            if not fut.done():
+                fut.cancel()
+        if own:
+            client.close()
