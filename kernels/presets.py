@@ -26,6 +26,7 @@ def _divisible(image_size, k, name):
 def resnet(image_size, in_channels=3, stack_widths=(32, 64, 128), blocks_per_stack=1, stem_channels=None):
     """Theory ResNet: Conv3x3 stem; stacks of ``Residual(ReLU, Conv3x3, ReLU, Conv3x3)`` blocks;
     between stacks ``AvgPool(2)`` then a linear ``Conv(c_next, 1)``; then ``ReLU, Flatten(1)``.
+    On grids smaller than 3x3 (the last stacks of images below 12x12) the patch is the whole grid.
 
     With three stacks ``|I0| / |I_Lf| = 16`` and ``M = 4`` (paper section 4)."""
     stack_widths = tuple(_pos_int(w, "stack_widths", "resnet") for w in stack_widths)
@@ -34,14 +35,17 @@ def resnet(image_size, in_channels=3, stack_widths=(32, 64, 128), blocks_per_sta
     bps = _pos_int(blocks_per_stack, "blocks_per_stack", "resnet")
     _divisible(image_size, 2 ** (len(stack_widths) - 1), "resnet")
     stem = stack_widths[0] if stem_channels is None else _pos_int(stem_channels, "stem_channels", "resnet")
-    layers = [Conv(stem, 3)]
+    layers = [Conv(stem, min(3, image_size))]
     if stem != stack_widths[0]:
         layers.append(Conv(stack_widths[0], 1))
     for s, c in enumerate(stack_widths):
         if s > 0:
             layers += [AvgPool(2), Conv(c, 1)]
+        # 3x3 patches, shrunk to the grid on grids smaller than 3 pixels (so n = 48, s = 4, works:
+        # a circular 3x3 patch on a 2x2 grid would visit pixels twice)
+        p = min(3, image_size // 2 ** s)
         for _ in range(bps):
-            layers.append(Residual(serial(ReLU(), Conv(c, 3), ReLU(), Conv(c, 3))))
+            layers.append(Residual(serial(ReLU(), Conv(c, p), ReLU(), Conv(c, p))))
     layers += [ReLU(), Flatten(1)]
     return Architecture(serial(*layers), (in_channels, image_size, image_size))
 
