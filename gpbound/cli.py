@@ -389,6 +389,9 @@ def _cmd_reproduce(args) -> int:
         raise UserError(f"--out must be a directory, got the file {str(out)!r}")
     out.mkdir(parents=True, exist_ok=True)
     q = args.quick
+    import torch
+
+    torch.set_num_threads(args.threads)
     common = {"results_path": out / "results.jsonl", "scheduler": args.scheduler, "progress": True,
               "seed": args.seed}
     t0 = time.perf_counter()
@@ -438,8 +441,10 @@ def _cmd_report(args) -> int:
     def progress(line):
         print(line, file=sys.stderr, flush=True)
 
+    if args.results is not None and not Path(args.results).is_dir():
+        raise UserError(f"--results must be an existing directory (from 'gpbound reproduce'), got {args.results!r}")
     rep = build_report(args.out, quick=args.quick, results_dir=args.results, seed=args.seed,
-                       progress=None if args.silent else progress)
+                       progress=None if args.silent else progress, threads=args.threads)
     for line in rep.summary_lines():
         print(line)
     print(f"report: {rep.html} ({rep.wall_s:.1f} s); Markdown: {rep.markdown}; numbers: {rep.json}")
@@ -509,6 +514,8 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--num-networks", type=_int_at_least("--num-networks", 1), default=None)
     rp.add_argument("--num-points", type=_int_at_least("--num-points", 1), default=None)
     rp.add_argument("--seed", type=_int_at_least("--seed", 0), default=0)
+    rp.add_argument("--threads", type=_int_at_least("--threads", 1), default=1,
+                    help="torch threads (default 1: small networks; use dask --scheduler to parallelise)")
     rp.set_defaults(func=_cmd_reproduce)
 
     rr = sub.add_parser("report", help="build the report of verified bounds (HTML + Markdown + JSON)")
@@ -517,6 +524,8 @@ def build_parser() -> argparse.ArgumentParser:
     rr.add_argument("--quick", action="store_true", help="tiny sizes (tests)")
     rr.add_argument("--seed", type=_int_at_least("--seed", 0), default=0)
     rr.add_argument("--strict", action="store_true", help="exit 1 if a check fails or errs")
+    rr.add_argument("--threads", type=_int_at_least("--threads", 1), default=1,
+                    help="torch threads while the checks run (default 1: small networks, shared cores)")
     rr.add_argument("--silent", action="store_true", help="no progress lines on stderr")
     rr.set_defaults(func=_cmd_report)
     return p

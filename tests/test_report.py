@@ -1,0 +1,237 @@
+"""The report of verified bounds: computed verdicts, injected broken bounds, files, numbers.
+
+Oracles: the numbers in results.json are compared with the library functions called here
+directly (gpbound.covering.entropy_integral, gpbound.dudley.dudley_l1_ball,
+gpbound.radii.corollary1) and with independent quadratures; every <img> of the HTML page
+must be a real PNG (signature + PIL and matplotlib read-back).
+"""
+import functools
+import json
+import math
+import pathlib
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from gpbound.report import Check, CheckContext, CheckResult, Comparison, build_report, run_check
+from gpbound.report import library_checks as lc
+from gpbound.report.plots import PNG_MAGIC
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+# ----------------------------------------------------------------------------- framework
+def test_comparison_verdicts_are_computed():
+    assert Comparison("a", 1.0, "<=", 1.0).holds
+    assert not Comparison("a", 1.0 + 1e-9, "<=", 1.0).holds
+    assert Comparison("a", 1.05, "<=", 1.0, rtol=0.1).holds
+    assert Comparison("a", 0.5, ">=", 1.0, atol=0.5).holds
+    assert not Comparison("a", 0.49, ">=", 1.0, atol=0.5).holds
+    assert Comparison("a", 2.0, "==", 2.1, atol=0.1 + 1e-12).holds
+    assert not Comparison("a", 2.0, "==", 2.2, atol=0.1).holds
+    assert not Comparison("a", float("nan"), "<=", 1.0).holds
+    assert Comparison("a", 1.0, "<=", float("inf")).holds
+    with pytest.raises(ValueError, match="relation"):
+        Comparison("a", 1.0, "<", 2.0)
+    with pytest.raises(ValueError, match="atol"):
+        Comparison("a", 1.0, "<=", 2.0, atol=-1)
+
+
+def test_check_result_status():
+    ok = CheckResult("x", "X", "b", "m", "t", comparisons=[Comparison("c", 1, "<=", 2)])
+    bad = CheckResult("x", "X", "b", "m", "t", comparisons=[Comparison("c", 1, "<=", 2),
+                                                           Comparison("d", 3, "<=", 2)])
+    empty = CheckResult("x", "X", "b", "m", "t")
+    assert (ok.status, ok.passed) == ("PASS", True)
+    assert (bad.status, bad.passed) == ("FAIL", False)
+    assert [c.label for c in bad.failed_comparisons] == ["d"]
+    assert empty.status == "ERROR" and not empty.passed  # a check must compare something
+
+
+def _stub_check(ctx, *, bound):
+    """A toy check: the measured mean of |N(0,1)| (Monte Carlo) must not exceed `bound`."""
+    rng = np.random.default_rng(0)
+    g = np.abs(rng.standard_normal(20000))
+    se = g.std() / math.sqrt(g.size)
+    return CheckResult("stub", "stub: E|g| <= bound", "E|g| = sqrt(2/pi)", "MC, 20000 draws", "3 SE",
+                       comparisons=[Comparison("E|g| <= bound", g.mean(), "<=", bound, atol=3 * se)])
+
+
+def test_injected_checks_pass_fail_skip_error(tmp_path):
+    true = math.sqrt(2 / math.pi)
+
+    def raising(ctx):
+        raise RuntimeError("boom")
+
+    checks = [functools.partial(_stub_check, bound=true), functools.partial(_stub_check, bound=true / 2),
+              Check("needs", raising, requires=("gpbound.no_such_module",), title="needs a module"),
+              raising]
+    rep = build_report(tmp_path, checks=checks)
+    assert [r.status for r in rep.results] == ["PASS", "FAIL", "SKIP", "ERROR"]
+    data = json.loads(rep.json.read_text())
+    assert [c["status"] for c in data["checks"]] == ["PASS", "FAIL", "SKIP", "ERROR"]
+    assert data["checks"][1]["comparisons"][0]["rhs"] == pytest.approx(true / 2, rel=1e-15)
+    html = rep.html.read_text()
+    assert "FAIL" in html and "boom" in html
+    assert "FAIL" in rep.markdown.read_text()
+
+
+def test_broken_dudley_bound_fails(tmp_path):
+    """A 'bound' returning half the exact E max|g_i| must be caught by the Monte Carlo."""
+    half = lambda n: 0.5 * lc.expected_max_abs_gaussian(n)  # noqa: E731
+    ctx = CheckContext(out_dir=tmp_path, quick=True)
+    broken = run_check(functools.partial(lc.check_dudley, bound=half, ns=[2, 50], samples=2000), ctx)
+    assert broken.status == "FAIL"
+    assert all("Dudley" in c.label for c in broken.failed_comparisons)
+    # the exact value itself, as a "bound", is consistent with the measurement (3 SE slack)
+    exact = run_check(functools.partial(lc.check_dudley, bound=lc.expected_max_abs_gaussian, ns=[2, 50],
+                                        samples=2000), ctx)
+    assert exact.status == "PASS"
+
+
+def test_exact_expected_max_oracle():
+    # n = 1: E|g| = sqrt(2/pi); n = 2: E max(|g1|,|g2|) = 2/sqrt(pi) (closed forms)
+    assert lc.expected_max_abs_gaussian(1) == pytest.approx(math.sqrt(2 / math.pi), rel=1e-9)
+    assert lc.expected_max_abs_gaussian(2) == pytest.approx(2 / math.sqrt(math.pi), rel=1e-9)
+    # Monte Carlo at n = 1000, 4000 draws: tolerance 4 standard errors
+    g = np.abs(np.random.default_rng(1).standard_normal((4000, 1000))).max(axis=1)
+    assert abs(g.mean() - lc.expected_max_abs_gaussian(1000)) < 4 * g.std() / math.sqrt(g.size)
+
+
+def test_entropy_oracle_against_theory_table():
+    # THEORY §4 table of I_1(n); the oracle adds the exact middle piece (ln n / 2) sqrt(ln 2n)
+    for n, i1 in ((2, 1.4571), (48, 1.8997), (3072, 2.3821), (10**6, 2.9283)):
+        mid = 0.5 * math.log(n) * math.sqrt(math.log(2 * n))
+        assert lc.entropy_integral_oracle(n) - mid == pytest.approx(i1, abs=1e-4)
+
+
+# ----------------------------------------------------------------------------- the quick report
+@pytest.fixture(scope="module")
+def quick_report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    proc = subprocess.run([sys.executable, "-m", "gpbound.cli", "report", "--quick", "--out", str(out)],
+                          capture_output=True, text=True, cwd=REPO, timeout=300)
+    return out, proc
+
+
+def test_quick_report_files(quick_report):
+    out, proc = quick_report
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stdout
+    html = (out / "index.html").read_text()
+    md = (out / "report.md").read_text()
+    srcs = re.findall(r"<img[^>]*\bsrc=['\"]([^'\"]+)['\"]", html)
+    assert srcs, "the report has figures"
+    assert "<style>" in html and "<link" not in html  # inline CSS, nothing else to fetch
+    from PIL import Image
+    import matplotlib.image as mpimg
+
+    for src in srcs:
+        assert not src.startswith(("http:", "https:", "/")), src
+        path = out / src
+        assert path.is_file(), src
+        assert path.read_bytes()[:8] == PNG_MAGIC, src
+        with Image.open(path) as im:
+            im.verify()
+        with Image.open(path) as im:
+            assert im.format == "PNG" and im.size[0] > 100 and im.size[1] > 100
+        assert mpimg.imread(str(path)).ndim == 3
+        assert f"]({src})" in md  # the Markdown twin shows the same figure
+    data = json.loads((out / "results.json").read_text())
+    statuses = {c["name"]: c["status"] for c in data["checks"]}
+    assert "ERROR" not in statuses.values(), {c["name"]: c["error"][-800:] for c in data["checks"] if c["error"]}
+    for c in data["checks"]:
+        assert c["status"] in md and c["title"] in md
+        if c["status"] in ("PASS", "FAIL"):
+            # the verdict is the conjunction of the comparisons written out
+            assert (c["status"] == "PASS") == all(x["holds"] for x in c["comparisons"])
+
+
+def _check(out, name):
+    data = json.loads((out / "results.json").read_text())
+    c = {c["name"]: c for c in data["checks"]}[name]
+    if c["status"] == "SKIP":
+        pytest.skip(f"{name}: {c['skipped']}")
+    return c
+
+
+def test_quick_report_entropy_numbers(quick_report):
+    from gpbound.covering import a_n_paper, a_n_tilde, entropy_integral
+
+    c = _check(quick_report[0], "entropy")
+    nums = c["numbers"]
+    for i, n in enumerate(nums["n"]):
+        assert nums["numeric"][i] == pytest.approx(float(entropy_integral(n, method="numeric")), rel=1e-12)
+        assert nums["closed"][i] == pytest.approx(float(a_n_tilde(n)), rel=1e-12)
+        assert nums["paper"][i] == pytest.approx(float(a_n_paper(n)), rel=1e-12)
+        # independent check of the paper's a_n (eq. 37, THEORY §4)
+        assert nums["paper"][i] == pytest.approx(
+            0.75 * math.sqrt(math.log(4 * n)) + 0.5 * math.log(n) * math.sqrt(math.log(2 * n)), rel=1e-12)
+    assert c["status"] == "PASS"
+    assert "exceeds the paper's a_n" in c["finding"]
+
+
+def test_quick_report_dudley_numbers(quick_report):
+    from gpbound.dudley import dudley_l1_ball
+
+    c = _check(quick_report[0], "dudley")
+    nums = c["numbers"]
+    for n, b, ex in zip(nums["n"], nums["dudley"], nums["exact"]):
+        assert b == pytest.approx(float(dudley_l1_ball(n)), rel=1e-12)
+        assert ex == pytest.approx(lc.expected_max_abs_gaussian(n), rel=1e-9)
+    assert c["status"] == "PASS"
+
+
+def test_quick_report_corollary1_numbers(quick_report):
+    c = _check(quick_report[0], "corollary1")
+    import torch
+
+    from gpbound.kernels.presets import get_preset
+    from gpbound.radii import corollary1
+
+    for row in c["numbers"]["rows"]:
+        arch = get_preset("resnet", image_size=row["image_size"])
+        x0 = torch.from_numpy(np.random.default_rng(row["image_size"]).uniform(0, 1, int(arch.n)))
+        res = corollary1(arch, x0, row["delta"])
+        assert row["l1"] == pytest.approx(float(res.l1), rel=1e-12)
+        assert row["segment"] == pytest.approx(float(res.segment), rel=1e-12)
+        assert row["M"] == pytest.approx(math.sqrt(arch.input_pixels / arch.flatten_pixels), rel=1e-12)
+
+
+def test_quick_report_crossing_numbers(quick_report):
+    import torch
+
+    from gpbound.kernels.presets import get_preset
+    from gpbound.radii import failure_probability, l1_ball_radius
+
+    c = _check(quick_report[0], "crossing")
+    nums = c["numbers"]
+    arch = get_preset("resnet", image_size=12)
+    x0 = torch.from_numpy(np.random.default_rng(31).uniform(0, 1, int(arch.n)))
+    x0n = float(torch.linalg.norm(x0))
+    assert nums["x0_norm"] == pytest.approx(x0n, rel=1e-12) and nums["M"] == float(arch.M)
+    for d, r in zip(nums["delta"], nums["radius"]):
+        assert r == pytest.approx(float(l1_ball_radius(x0n, d, int(arch.n), float(arch.M))), rel=1e-12)
+    dist = np.asarray(nums["distances"], dtype=float)
+    for r, b, f, lo in zip(nums["radius"], nums["bound"], nums["frequency"], nums["cp_low"]):
+        assert b == pytest.approx(min(1.0, float(failure_probability(r, x0n, int(arch.n), float(arch.M)))), rel=1e-12)
+        assert f == np.mean(dist <= r)
+        k = int(np.sum(dist <= r))
+        assert lo == pytest.approx(lc._clopper_pearson(k, dist.size)[0], rel=1e-9, abs=1e-15)
+
+
+def test_quick_report_constants_theorem_M(quick_report):
+    from gpbound.constants import theorem2_M
+    from gpbound.kernels.presets import get_preset
+
+    c = _check(quick_report[0], "constants")
+    for name, v in c["numbers"].items():
+        arch = get_preset(name, image_size=12)
+        assert v["M_theorem"] == pytest.approx(float(theorem2_M(arch)), rel=1e-12)
+        assert v["M_theorem"] == pytest.approx(math.sqrt(arch.input_pixels / arch.flatten_pixels), rel=1e-12)
+        comp = {x["label"]: x for x in c["comparisons"]}[f"measured M <= theorem M, {name}"]
+        assert (comp["lhs"], comp["rhs"]) == (v["M"], v["M_theorem"])
+        assert comp["holds"] == (v["M"] <= v["M_theorem"] * (1 + 1e-9))
