@@ -7,7 +7,10 @@ Prints entries/s for
 and scaling with batch, pixels and depth.  ``--quick`` runs small sizes; ``--compile`` switches on
 torch.compile of the elementwise ReLU map (off by default; compilation costs seconds).
 
+``--only dense,conv,pool,scaling`` runs a subset of the sections.
+
 Usage: python benchmarks/kernels.py [--quick] [--compile] [--max-elements N] [--repeat R] [--threads T]
+                                    [--only SECTIONS]
 """
 import argparse
 import time
@@ -38,7 +41,13 @@ def main(argv=None):
     p.add_argument("--max-elements", type=int, default=2 ** 24)
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    p.add_argument("--only", default="dense,conv,pool,scaling",
+                   help="comma-separated sections to run: dense, conv, pool, scaling (default: all)")
     a = p.parse_args(argv)
+    only = {x.strip() for x in a.only.split(",") if x.strip()}
+    unknown = only - {"dense", "conv", "pool", "scaling"}
+    if unknown:
+        p.error(f"--only: unknown sections {sorted(unknown)}; allowed: dense, conv, pool, scaling")
     if a.threads:
         torch.set_num_threads(a.threads)
     enable_compile(a.compile)
@@ -50,7 +59,20 @@ def main(argv=None):
           f"max_elements={me}")
     print(f"{'work':<52s} {'entries':>12s} {'time':>11s} {'entries/s':>12s}")
 
-    # 1. dense ReLU depth 3 vs the Gram matrix
+    # sections: 1. dense ReLU depth 3 vs the Gram matrix, 2. conv (diagonal pixels), 3. conv +
+    # pooling (full pixels), 4. scaling
+    if "dense" in only:
+        bench_dense(a, q, dt, me)
+    if "conv" in only:
+        bench_conv(a, q, dt, me)
+    if "pool" in only:
+        bench_pool(a, q, dt, me)
+    if "scaling" in only:
+        bench_scaling(a, q, dt, me)
+
+
+def bench_dense(a, q, dt, me):
+    """Dense ReLU depth 3 vs the bare Gram matrix."""
     N, n = (500, 768) if q else (2000, 3072)
     X = torch.rand(N, n, dtype=dt)
     dense = Architecture(serial(Dense(1), ReLU(), Dense(1), ReLU(), Dense(1)), (n,))
@@ -59,14 +81,20 @@ def main(argv=None):
     row(f"Gram X @ X.T, X ({N}, {n})", N * N, tg)
     row("dense ReLU depth 3 (Dense-ReLU-Dense-ReLU-Dense)", N * N, td, f"ratio to Gram {td / tg:.2f}x")
 
-    # 2. conv without pooling (diagonal pixel path)
+
+
+def bench_conv(a, q, dt, me):
+    """Conv without pooling (diagonal pixel path)."""
     B, s = (32, 16) if q else (256, 32)
     Xc = torch.rand(B, 3 * s * s, dtype=dt)
     conv = Architecture(serial(Conv(1, 3), ReLU(), Conv(1, 3), ReLU(), Flatten(1)), (3, s, s))
     t = timeit(lambda: conv.kernel(Xc, max_elements=me), 1)
     row(f"conv-ReLU-conv-ReLU-flatten, {B} imgs {s}x{s}x3", B * B, t, f"pixel entries/s {B * B * s * s / t:.3e}")
 
-    # 3. conv with pooling (full pixel path)
+
+
+def bench_pool(a, q, dt, me):
+    """Conv with pooling (full pixel path)."""
     B, s = (16, 8) if q else (64, 16)
     Xp = torch.rand(B, 3 * s * s, dtype=dt)
     pool = Architecture(serial(Conv(1, 3), ReLU(), AvgPool(2), Conv(1, 3), ReLU(), Flatten(1)), (3, s, s))
@@ -74,7 +102,10 @@ def main(argv=None):
     row(f"conv-ReLU-avgpool2-conv-ReLU-flatten, {B} imgs {s}x{s}x3", B * B, t,
         f"pixel-pair entries/s {B * B * s ** 4 / t:.3e}")
 
-    # 4. scaling
+
+
+def bench_scaling(a, q, dt, me):
+    """Scaling with batch, pixels and depth."""
     print("\nscaling (dense ReLU net; conv no-pool net)")
     for N in ([250, 500] if q else [500, 1000, 2000]):
         Xs = torch.rand(N, 768, dtype=dt)

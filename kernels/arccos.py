@@ -32,6 +32,7 @@ De Palma, Kiani, Lloyd, ICML 2021, section 2 (ReLU kernel recursion); THEORY.md 
 """
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -64,7 +65,9 @@ def _forward_values(a, b, k, order: int):
     c = torch.where(pos, k / safe_s, torch.zeros_like(s)).clamp_(-1.0, 1.0)
     kc = c * s  # k clamped into [-sqrt(ab), sqrt(ab)]
     pmt = _PI - torch.arccos(c)  # pi - theta
-    R = torch.sqrt(torch.clamp(ab - kc * kc, min=0.0))
+    # R = sqrt(ab - k^2) = sqrt(ab) sin(theta), with sin(theta) = sqrt((1 - c)(1 + c)): computing
+    # ab - kc^2 directly cancels catastrophically near |c| = 1 (relative error ~ sqrt(ulp))
+    R = s * torch.sqrt((1.0 - c) * (1.0 + c))
     if order == 0:
         val = pmt / _PI
     elif order == 1:
@@ -74,28 +77,82 @@ def _forward_values(a, b, k, order: int):
     return val, pmt, R, kc, pos
 
 
-def _k1_eager(a, b, k):
-    """Fast path of ``k_1`` (no autograd): few passes, temporaries reused in place.
+#: entries per chunk of the fused eager order-1 map: the five chunk buffers (~2.5 MB in
+#: float64) stay in the L2 cache, so each of the ~10 elementwise passes is a cache sweep
+_CHUNK = 1 << 16
+#: below this many entries the un-chunked path is used (its temporaries fit in cache anyway)
+_CHUNK_MIN = 1 << 19
+
+
+def _k1_eager(a, b, k, scale=1.0):
+    """Fast path of ``scale * k_1`` (no autograd): temporaries reused in place.
 
     ``a`` and ``b`` are usually small broadcast factors of ``k`` (outer products), so
-    their square roots cost nothing; each full-size pass is a memory sweep.
+    their square roots cost nothing; each full-size pass is a memory sweep.  Large maps
+    (``>= _CHUNK_MIN`` entries, e.g. the full-pixel state) are evaluated chunk by chunk
+    with preallocated cache-sized buffers (:func:`_k1_chunked`).
     """
-    s = torch.sqrt(a) * torch.sqrt(b)  # sqrt(k_xx k_yy), broadcast to k's shape
+    sa, sb = torch.sqrt(a), torch.sqrt(b)
+    shape = torch.broadcast_shapes(a.shape, b.shape, k.shape)
+    if math.prod(shape) >= _CHUNK_MIN and k.device.type == "cpu":
+        return _k1_chunked(sa, sb, k, shape, scale)
+    s = sa * sb  # sqrt(k_xx k_yy), broadcast to k's shape
     c = k / s
     if not (bool((a > 0).all()) and bool((b > 0).all())):
         torch.nan_to_num_(c, nan=0.0, posinf=0.0, neginf=0.0)
     c.clamp_(-1.0, 1.0)
     theta = torch.arccos(c)
     one = torch.ones((), dtype=c.dtype, device=c.device)
-    out = torch.addcmul(one, c, c, value=-1.0).sqrt_()  # sin theta (c in [-1, 1] -> 1 - c^2 >= 0)
+    # sin theta = sqrt((1 - c)(1 + c)): 1 - c is exact near c = 1, where 1 - c*c would lose the
+    # digits that must cancel against (pi - theta) c (J_1 is well conditioned in c, its terms are not)
+    out = torch.sub(one, c).mul_(c + 1.0).sqrt_()
     out.add_(c, alpha=_PI).addcmul_(theta, c, value=-1.0)  # + (pi - theta) cos theta
-    return out.mul_(s).mul_(1.0 / _PI)
+    return out.mul_(s).mul_(scale / _PI)
+
+
+def _k1_chunked(sa, sb, k, shape, scale):
+    """``scale * k_1`` over ``shape`` in cache-sized chunks (same arithmetic as :func:`_k1_eager`).
+
+    ``sa = sqrt(a)``, ``sb = sqrt(b)``.  The chunks are sub-tensors ``out[i0, .., j:j+step]``
+    of at most ``_CHUNK`` entries (views of the broadcast inputs, nothing is materialised),
+    so the Python loop runs over blocks of entries, never over single pixels.
+    """
+    out = torch.empty(shape, dtype=k.dtype, device=k.device)
+    A, B, K = torch.broadcast_tensors(sa, sb, k)
+    # chunk = a range of `step` indices along dim `split` times all later dims (<= _CHUNK entries)
+    split, inner = len(shape) - 1, 1
+    while split > 0 and inner * shape[split] <= _CHUNK:
+        inner *= shape[split]
+        split -= 1
+    step = max(1, min(shape[split], _CHUNK // inner))
+    buf = (step, *shape[split + 1:])
+    s_buf = torch.empty(buf, dtype=k.dtype, device=k.device)
+    c_buf, th_buf = torch.empty_like(s_buf), torch.empty_like(s_buf)
+    one = torch.ones((), dtype=k.dtype, device=k.device)
+    check = not (bool((sa > 0).all()) and bool((sb > 0).all()))
+    f = scale / _PI
+    for lead in itertools.product(*map(range, shape[:split])):
+        for j in range(0, shape[split], step):
+            idx = (*lead, slice(j, j + step))
+            n = min(step, shape[split] - j)
+            s, c, th = (s_buf, c_buf, th_buf) if n == step else (s_buf[:n], c_buf[:n], th_buf[:n])
+            torch.mul(A[idx], B[idx], out=s)
+            torch.div(K[idx], s, out=c)
+            if check:
+                torch.nan_to_num_(c, nan=0.0, posinf=0.0, neginf=0.0)
+            c.clamp_(-1.0, 1.0)
+            o = out[idx]
+            torch.sub(one, c, out=o).mul_(torch.add(c, 1.0, out=th)).sqrt_()  # sin theta (as in _k1_eager)
+            torch.arccos(c, out=th)
+            o.add_(c, alpha=_PI).addcmul_(th, c, value=-1.0)  # + (pi - theta) cos theta
+            o.mul_(s).mul_(f)
+    return out
 
 
 def _k1_plain(a, b, k):
     s = torch.sqrt(a * b)
     c = torch.nan_to_num(k / s, nan=0.0, posinf=0.0, neginf=0.0).clamp(-1.0, 1.0)
-    return s * (torch.sqrt(torch.clamp(1.0 - c * c, min=0.0)) + (_PI - torch.arccos(c)) * c) / _PI
+    return s * (torch.sqrt((1.0 - c) * (1.0 + c)) + (_PI - torch.arccos(c)) * c) / _PI
 
 
 def enable_compile(flag: bool = True):
@@ -116,8 +173,9 @@ class _ArcCos(torch.autograd.Function):
     @staticmethod
     def forward(ctx, a, b, k, order, scale):
         if order == 1 and not (a.requires_grad or b.requires_grad or k.requires_grad):
-            out = _COMPILED["fn"](a, b, k) if _COMPILED["on"] else _k1_eager(a, b, k)
-            return out.mul_(scale)
+            if _COMPILED["on"]:
+                return _COMPILED["fn"](a, b, k).mul_(scale)
+            return _k1_eager(a, b, k, scale)
         val, pmt, R, kc, pos = _forward_values(a, b, k, order)
         ctx.order = order
         ctx.scale = scale

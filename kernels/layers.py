@@ -272,34 +272,77 @@ class Conv(_Weighted):
         pads = []
         for p in reversed(patch):
             pads += [(p - 1) // 2, p - 1 - (p - 1) // 2]
-        pool = {1: Fn.avg_pool1d, 2: Fn.avg_pool2d, 3: Fn.avg_pool3d}[d]
 
         def box(t):
             # (1/|P|) sum_b K_{a+b, a'+b}
             if not state.full:
-                # diagonal pixels: circular pad + stride-1 average pooling over all pair entries at once
+                # diagonal pixels: one circular pad of all pair entries at once, then a separable
+                # box filter (per axis, the sum of p shifted slices of the padded tensor); a float
+                # scale rides on the first pass, a tensor one (autograd) is applied at the end
+                if not any(pads):
+                    return (t * sw2).add_(sb2)
                 lead = t.shape[: t.dim() - d]
-                x = t.reshape(-1, 1, *state.grid)
-                if any(pads):
-                    x = pool(Fn.pad(x, tuple(pads), mode="circular"), patch, stride=1)
-                return (x.reshape(*lead, *state.grid) * sw2).add_(sb2)
-            # full pixels: separable sums of the two pixel index sets shifted together (circular)
+                x = Fn.pad(t.reshape(-1, 1, *state.grid), tuple(pads), mode="circular")[:, 0]
+                c = None if isinstance(sw2, torch.Tensor) else sw2 / npix
+                for axis, (p, g) in enumerate(zip(patch, state.grid)):
+                    if p == 1:
+                        continue
+                    ax = 1 + axis
+                    y = torch.mul(x.narrow(ax, 0, g), c) if c is not None else x.narrow(ax, 0, g).clone()
+                    for k in range(1, p):
+                        y = y.add_(x.narrow(ax, k, g), alpha=c) if c is not None else y.add_(x.narrow(ax, k, g))
+                    x, c = y, None
+                if isinstance(sw2, torch.Tensor):  # scale not applied yet
+                    x = x * (sw2 / npix)
+                return x.reshape(*lead, *state.grid).add_(sb2)
+            # full pixels: separable circular box filters along the diagonal of each axis pair;
+            # the 1/|P| scale rides on the first pass (a fresh tensor), sb2 on the last
+            scale = sw2 / npix
+            first = True
             for axis, p in enumerate(patch):
                 if p > 1:
                     lo, hi = (p - 1) // 2, p - 1 - (p - 1) // 2
-                    t = _diag_shift_sum(t, t.dim() - 2 * d + axis, t.dim() - d + axis, lo, hi)
-            return (t * (sw2 / npix)).add_(sb2)
+                    t = _diag_shift_sum(t, t.dim() - 2 * d + axis, t.dim() - d + axis, lo, hi,
+                                        scale if first else None)
+                    first = False
+            return (t * scale if first else t).add_(sb2)
 
         return state.map(box)
 
 
-def _diag_shift_sum(t, d1, d2, lo, hi):
-    """``sum_{b=-lo..hi} t[.., a+b, .., a'+b, ..]`` along two axes shifted together (circular)."""
-    acc = None
+def _diag_shift_sum(t, d1, d2, lo, hi, scale=None):
+    """``sum_{b=-lo..hi} t[.., (a+b)%n, .., (a'+b)%n, ..]``: both axes ``d1``, ``d2`` shifted together.
+
+    A circular box filter along the diagonal direction of the ``(d1, d2)`` plane.  The
+    shift by ``b`` maps the plane onto itself in four rectangular blocks (whether ``a + b``
+    and ``a' + b`` wrap around), so each offset is four slice-adds into the output (views of
+    ``t``, no shifted copies).  ``scale`` (a float or 0-dim tensor) multiplies the result;
+    ``t`` itself is never modified.
+    """
+    n = t.shape[d1]
+    if t.shape[d2] != n:
+        raise RuntimeError(f"_diag_shift_sum needs equal axes; got {t.shape[d1]} and {t.shape[d2]}")  # internal
+    out = t.clone() if scale is None else t * scale
     for b in range(-lo, hi + 1):
-        r = torch.roll(t, shifts=(-b, -b), dims=(d1, d2)) if b else t
-        acc = (r if b else r.clone()) if acc is None else acc.add_(r)
-    return acc
+        if b == 0:
+            continue
+        k = b % n  # 0 < |b| < n (the patch never exceeds the grid), so 0 < k < n
+        # target a in [0, n-k) reads source a+k; a in [n-k, n) reads a+k-n
+        segs = ((slice(0, n - k), slice(k, n)), (slice(n - k, n), slice(0, k)))
+        for ta, sa in segs:
+            for tb, sb in segs:
+                it = [slice(None)] * t.dim()
+                js = [slice(None)] * t.dim()
+                it[d1], it[d2], js[d1], js[d2] = ta, tb, sa, sb
+                src = t[tuple(js)]
+                dst = out[tuple(it)]
+                if scale is None:
+                    dst.add_(src)
+                elif isinstance(scale, torch.Tensor):
+                    dst.add_(src * scale)
+                else:
+                    dst.add_(src, alpha=scale)
+    return out
 
 
 class Dense(_Weighted):
@@ -451,14 +494,27 @@ class AvgPool(Layer):
         d = len(state.grid)
         block = _resolve(self.block, d, "block", repr(self))
         new = tuple(g // b for g, b in zip(state.grid, block))
-        split = []
-        for g, b in zip(new, block):
-            split += [g, b]
-        red = tuple(range(-4 * d + 1, 0, 2))  # the block axes of both pixel index sets
+        scale = 1.0 / (math.prod(block) ** 2)
 
         def pool(t):
-            lead = t.shape[: t.dim() - 2 * d]
-            return t.reshape(*lead, *split, *split).mean(dim=red)
+            # block means as sums of strided views (one shrinking pass per pooled axis,
+            # innermost first), then one scale: no reduction over scattered axes
+            nd = t.dim()
+            for j in range(2 * d - 1, -1, -1):
+                b = block[j % d]
+                if b == 1:
+                    continue
+                ax = nd - 2 * d + j
+                idx = [slice(None)] * nd
+                parts = []
+                for k in range(b):
+                    idx[ax] = slice(k, None, b)
+                    parts.append(t[tuple(idx)])
+                acc = parts[0] + parts[1]
+                for q in parts[2:]:
+                    acc = acc.add_(q)
+                t = acc
+            return t * scale if all(b == 1 for b in block) else t.mul_(scale)
 
         return state.map(pool, grid=new)
 

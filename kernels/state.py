@@ -129,6 +129,33 @@ class KernelState:
         return replace(a, cross=a.cross + b.cross, var1=a.var1 + b.var1, var2=a.var2 + b.var2)
 
 
+#: Gram matrices of x with itself with at least this many rows are computed block-triangularly
+_SYM_MIN_ROWS = 512
+#: number of row blocks of the block-triangular Gram (work ~ (m + 1) / (2 m) of the full GEMM)
+_SYM_BLOCKS = 8
+
+
+def _sym_gram(x: torch.Tensor) -> torch.Tensor:
+    """``x @ x^T`` for ``x`` of shape ``(..., N, n)``, exploiting symmetry (no autograd).
+
+    Row block ``i`` is multiplied only with the rows from its own block on (one
+    rectangular GEMM per block: ``(m + 1) / (2 m)`` of the flops), and the strict lower
+    triangle is then mirrored (also inside the diagonal blocks), so the result is exactly
+    symmetric.
+    """
+    N = x.shape[-2]
+    bs = -(-N // _SYM_BLOCKS)
+    out = torch.empty(*x.shape[:-2], N, N, dtype=x.dtype, device=x.device)
+    for i in range(0, N, bs):
+        j = min(N, i + bs)
+        out[..., i:j, i:] = x[..., i:j, :] @ x[..., i:, :].transpose(-1, -2)
+        blk = out[..., i:j, i:j]  # the GEMM's diagonal block: symmetrise it exactly
+        blk.copy_(blk.triu() + blk.triu(1).transpose(-1, -2))
+        if j < N:
+            out[..., j:, i:j] = out[..., i:j, j:].transpose(-1, -2)
+    return out
+
+
 def _input_cov(x1: torch.Tensor, x2: torch.Tensor, grid, full: bool, pairs: str) -> torch.Tensor:
     """Channel-averaged input covariance ``(1/C0) sum_c x_{c,a} y_{c,b}``.
 
@@ -139,8 +166,11 @@ def _input_cov(x1: torch.Tensor, x2: torch.Tensor, grid, full: bool, pairs: str)
     d = len(grid)
     if pairs == "outer":
         if d == 0:  # flat input: a plain Gram matrix
+            a, b = x1.squeeze(-1), x2.squeeze(-1)
+            if x1 is x2 and a.shape[-2] >= _SYM_MIN_ROWS and not a.requires_grad:
+                return _sym_gram(a).div_(C)
             # in-place scaling of the fresh matmul output is autograd-safe (mm saves its inputs only)
-            return (x1.squeeze(-1) @ x2.squeeze(-1).transpose(-1, -2)).div_(C)
+            return (a @ b.transpose(-1, -2)).div_(C)
         N1, N2, P = x1.shape[-3], x2.shape[-3], x1.shape[-1]
         if not full:
             if C <= 16:  # sum over channels of broadcast outer products: C memory passes
@@ -194,7 +224,7 @@ def input_state(x1: torch.Tensor, x2: torch.Tensor, input_shape, full: bool, dia
     full = bool(full) and len(grid) > 0
     a = x1.reshape(*x1.shape[:-1], C, P)
     b = x2.reshape(*x2.shape[:-1], C, P)
-    cross = _input_cov(a, b, grid, full, "diag" if diag_pairs else "outer")
+    cross = _input_cov(a, a if x2 is x1 else b, grid, full, "diag" if diag_pairs else "outer")
     var1 = _input_cov(a, a, grid, full, "self")
     var2 = var1 if x2 is x1 else _input_cov(b, b, grid, full, "self")
     return KernelState(cross=cross, var1=var1, var2=var2, grid=grid, full=full, diag_pairs=diag_pairs)
