@@ -10,7 +10,8 @@ Three values are offered (THEORY.md section 4):
 * ``"maurey"`` -- the same first piece, but the middle piece computed from the covering that
   Maurey's argument actually proves for each eps (``binom(2n+k-1, k)`` averages,
   ``k = ceil(1/eps^2)``), instead of eq. (36)'s ``(2n)^{1/eps^2}``, which that argument does not
-  give for non-integer ``1/eps^2``. Smaller than "numeric" for n >= 10 (larger for n <= 5).
+  give for non-integer ``1/eps^2``. Smaller than eq. (36)'s for n >= 6; larger for n = 2..5, where
+  "numeric" uses it too, so that "numeric" is a proved bound for every n.
 
 References
 ----------
@@ -31,6 +32,9 @@ ENTROPY_METHODS = ("numeric", "closed", "paper", "maurey")
 
 #: Largest n for method="maurey" (it sums n - 1 terms).
 MAUREY_MAX_N = 10**7
+
+#: below this n, method="numeric" takes the larger of eq. (36)'s middle piece and Maurey's proved count
+_GUARD_MAX_N = 64
 
 # quad tolerances for the first piece; the returned abserr is added to the value.
 _EPSABS = 1e-12
@@ -208,7 +212,10 @@ def entropy_integral(n, method="numeric"):
     method : {"numeric", "closed", "paper", "maurey"}
         ``"numeric"``: :math:`I_1(n)` by quadrature plus its error estimate (so the value is
         an upper bound on the integral of the Theorem 3 bound) plus the exact middle piece
-        :math:`(\ln n/2)\sqrt{\ln 2n}`. ``"closed"``: :math:`\tilde a_n` (:func:`a_n_tilde`).
+        :math:`(\ln n/2)\sqrt{\ln 2n}` -- for n = 2..5, where that middle piece (eq. 36 as
+        printed, proved only for integer :math:`1/\varepsilon^2`) is smaller than the one of the
+        covering Maurey's argument proves for every eps, the latter is used, so the value is a
+        proved upper bound for every n. ``"closed"``: :math:`\tilde a_n` (:func:`a_n_tilde`).
         ``"paper"``: :math:`a_n` of eq. (37) (:func:`a_n_paper`), comparison only -- not an
         upper bound for n below about 1e8. ``"maurey"``: numeric first piece plus
         :func:`middle_piece_maurey` (n <= 1e7) -- the covering Maurey's argument proves pointwise.
@@ -243,7 +250,19 @@ def entropy_integral(n, method="numeric"):
     if method == "paper":
         return a_n_paper(n)
     value, abserr = first_piece(n, with_error=True)
-    mid = middle_piece_maurey(n) if method == "maurey" else middle_piece(n)
+    if method == "maurey":
+        mid = middle_piece_maurey(n)
+    else:
+        mid = np.asarray(middle_piece(n), dtype=np.float64)
+        # eq. (36)'s middle regime (2n)^{1/eps^2} is proved only for integer 1/eps^2; the count
+        # Maurey's argument proves for every eps gives a larger middle piece for n = 2..5 (and a
+        # smaller one for every n >= 6). Take the larger below _GUARD_MAX_N so "numeric" stays a
+        # proved upper bound for all n (a test checks eq. 36 >= Maurey for 6 <= n <= 1e6).
+        nn = np.asarray(as_dimension(n, "n"))
+        small = nn < _GUARD_MAX_N
+        if np.any(small):
+            mid = np.array(mid, dtype=np.float64, copy=True).reshape(nn.shape)
+            mid[small] = np.maximum(mid[small], np.asarray(middle_piece_maurey(nn[small])))
     total = np.asarray(value) + np.asarray(abserr) + np.asarray(mid)
     # one extra relative ulp-scale margin so summation round-off cannot flip the bound
     total = total * (1.0 + 4.0 * np.finfo(np.float64).eps)

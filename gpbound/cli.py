@@ -546,6 +546,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (ValueError, TypeError, FileNotFoundError, KeyError, ImportError) as exc:
         print(f"gpbound: error: {_exc_text(exc)}", file=sys.stderr)
         return EXIT_USAGE
+    except OSError as exc:  # unwritable --out, a directory where a file should be, unreachable scheduler
+        what = f"{exc.strerror}: {exc.filename}" if getattr(exc, "filename", None) else _exc_text(exc)
+        print(f"gpbound: error: {what}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("gpbound: interrupted", file=sys.stderr)
         return 130

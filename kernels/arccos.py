@@ -233,7 +233,7 @@ def arc_cosine_from_cov(kxx, kyy, kxy, order: int = 1):
         (orders 1 and 2).
     """
     order = _check_order(order)
-    a, b, k = _as_tensors(kxx, kyy, kxy)
+    a, b, k = _checked_moments(kxx, kyy, kxy)
     return _ArcCos.apply(a, b, k, order, 1.0)
 
 
@@ -242,6 +242,25 @@ def _as_tensors(*xs):
     dtype = ref.dtype if ref is not None else torch.float64
     device = ref.device if ref is not None else None
     return [x if isinstance(x, torch.Tensor) else torch.as_tensor(x, dtype=dtype, device=device) for x in xs]
+
+
+def _checked_moments(kxx, kyy, kxy, names=("kxx", "kyy", "kxy")):
+    """Tensors of the three second moments; ValueError naming the argument for NaN/inf or a negative variance."""
+    a, b, k = _as_tensors(kxx, kyy, kxy)
+    for name, t in zip(names, (a, b, k)):
+        if not torch.is_floating_point(t):
+            raise TypeError(f"{name} must be a floating-point tensor; got dtype {t.dtype}")
+        if not bool(torch.isfinite(t).all()):
+            raise ValueError(f"{name} must be finite (no NaN or inf)")
+    for name, t in zip(names[:2], (a, b)):
+        if bool((t < 0).any()):
+            raise ValueError(f"{name} is a variance and must be >= 0; got a minimum of {float(t.min())}")
+    return a, b, k
+
+
+def _relu_map(kxx, kyy, kxy):
+    """``F`` of :func:`relu_expectation` without argument checks (the kernel recursion's inner loop)."""
+    return _ArcCos.apply(kxx, kyy, kxy, 1, 0.5)
 
 
 def relu_expectation(kxx, kyy, kxy):
@@ -267,11 +286,16 @@ def relu_expectation(kxx, kyy, kxy):
     torch.Tensor
         ``F`` with the broadcast shape.
 
+    Raises
+    ------
+    ValueError
+        NaN/inf in any argument, or a negative variance ``kxx``/``kyy``.
+
     References
     ----------
     Cho & Saul (2009); De Palma, Kiani, Lloyd (2021), section 2.
     """
-    a, b, k = _as_tensors(kxx, kyy, kxy)
+    a, b, k = _checked_moments(kxx, kyy, kxy)
     return _ArcCos.apply(a, b, k, 1, 0.5)
 
 
@@ -317,15 +341,29 @@ class ArcCosineKernel(gpytorch.kernels.Kernel):
     Parameters
     ----------
     order : {0, 1, 2}
+    dtype : torch.dtype
+        Floor of the computation's precision (default float64: float32 inputs give a
+        float64 kernel; float64 inputs are never demoted).
     **kwargs
         Passed to :class:`gpytorch.kernels.Kernel` (``active_dims``, ``batch_shape``...).
     """
 
     has_lengthscale = False
 
-    def __init__(self, order: int = 1, **kwargs):
+    def __init__(self, order: int = 1, dtype=torch.float64, **kwargs):
         self.order = _check_order(order)
+        if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+            raise TypeError(f"dtype must be a floating torch.dtype; got {dtype!r}")
         super().__init__(**kwargs)
+        self.compute_dtype = dtype
+
+    def __call__(self, x1, x2=None, diag=False, last_dim_is_batch=False, **params):
+        for name, x in (("x1", x1), ("x2", x2)):
+            if x is not None and not isinstance(x, torch.Tensor):
+                raise TypeError(f"{name} must be a torch.Tensor of shape (..., N, d); got {type(x).__name__}")
+        if x2 is not None and x1.shape[-1] != x2.shape[-1]:
+            raise ValueError(f"x2 must have the same last dimension d as x1; got {x2.shape[-1]} and {x1.shape[-1]}")
+        return super().__call__(x1, x2, diag=diag, last_dim_is_batch=last_dim_is_batch, **params)
 
     def forward(self, x1, x2, diag=False, last_dim_is_batch=False, **params):
         if last_dim_is_batch:
@@ -334,4 +372,5 @@ class ArcCosineKernel(gpytorch.kernels.Kernel):
         for name, x in (("x1", x1), ("x2", x2)):
             if not torch.isfinite(x).all():
                 raise ValueError(f"{name} contains NaN or inf; inputs must be finite")
-        return arc_cosine(x1, x2, self.order, diag=diag)
+        dt = torch.promote_types(torch.promote_types(x1.dtype, x2.dtype), self.compute_dtype)
+        return arc_cosine(x1.to(dt), x2.to(dt), self.order, diag=diag)

@@ -96,12 +96,31 @@ class NNGPKernel(gpytorch.kernels.Kernel):
         self.initialize(**{f"raw_{name}": raw})
 
     # ------------------------------------------------------------------ forward
+    def __call__(self, x1, x2=None, diag=False, last_dim_is_batch=False, **params):
+        # check the widths before gpytorch's own shape logic, whose errors don't name the argument
+        n = self.architecture.n if self.active_dims is None else None
+        for name, x in (("x1", x1), ("x2", x2)):
+            if x is None:
+                continue
+            if not isinstance(x, torch.Tensor):
+                raise TypeError(f"{name} must be a torch.Tensor of shape (..., N, n); got {type(x).__name__}")
+            if x.dim() < 1 or (n is not None and x.shape[-1] != n):
+                raise ValueError(f"{name} must have shape (..., N, n) with n = {n} = prod(input_shape "
+                                 f"{tuple(self.architecture.input_shape)}); got {tuple(x.shape)}")
+        return super().__call__(x1, x2, diag=diag, last_dim_is_batch=last_dim_is_batch, **params)
+
     def forward(self, x1, x2, diag=False, last_dim_is_batch=False, **params):
         if last_dim_is_batch:
             raise ValueError("last_dim_is_batch=True is not supported by NNGPKernel (the last dimension holds "
                              "one whole image)")
-        same = x1 is x2 or (x1.shape == x2.shape and torch.equal(x1, x2))
-        dt = torch.promote_types(x1.dtype, x2.dtype)
+        # equal values take the symmetric path only when no gradient flows into x2 (else the
+        # gradient w.r.t. x2 would be lost and the one w.r.t. x1 doubled)
+        same = x1 is x2 or (not x2.requires_grad and x1.shape == x2.shape and torch.equal(x1, x2))
+        # float64 by default: the parameters' dtype (float64 unless the user called .float())
+        # is the floor of the computation, so float32 inputs give a float64 kernel
+        dt = torch.promote_types(torch.promote_types(x1.dtype, x2.dtype), self.raw_sigma_w2.dtype)
+        x1 = x1.to(dt)
+        x2 = x1 if same else x2.to(dt)
         sw2 = self.sigma_w2.reshape(()).to(dt)
         sb2 = self.sigma_b2.reshape(()).to(dt)
         return self.architecture.kernel(x1, None if same else x2, sigma_w2=sw2, sigma_b2=sb2, diag=diag,

@@ -25,7 +25,7 @@ from typing import Callable, Tuple
 
 import torch
 
-from .arccos import relu_expectation
+from .arccos import _relu_map
 
 __all__ = ["KernelState", "input_state"]
 
@@ -112,10 +112,10 @@ class KernelState:
         v1, v2 = self.pixel_variances()
         kx = self._pair_x(self._full_pix(v1, True))
         ky = self._pair_y(self._full_pix(v2, False))
-        cross = relu_expectation(kx, ky, self.cross)
+        cross = _relu_map(kx, ky, self.cross)
         if self.full and self.grid:
-            var1 = relu_expectation(self._full_pix(v1, True), self._full_pix(v1, False), self.var1)
-            var2 = relu_expectation(self._full_pix(v2, True), self._full_pix(v2, False), self.var2)
+            var1 = _relu_map(self._full_pix(v1, True), self._full_pix(v1, False), self.var1)
+            var2 = _relu_map(self._full_pix(v2, True), self._full_pix(v2, False), self.var2)
         else:
             var1, var2 = 0.5 * self.var1, 0.5 * self.var2
         return replace(self, cross=cross, var1=var1, var2=var2)

@@ -108,3 +108,41 @@ def test_bad_input():
         ArcCosineKernel(1)(torch.tensor([[float("nan"), 1.0]]), torch.ones(1, 2)).to_dense()
     with pytest.raises(ValueError, match="last dimension"):
         arc_cosine(torch.ones(2, 2), torch.ones(2, 3))
+    with pytest.raises(ValueError, match="x2"):
+        ArcCosineKernel(1)(torch.ones(2, 2), torch.ones(2, 3)).to_dense()
+    with pytest.raises(ValueError, match="kxx"):
+        relu_expectation(torch.tensor([-1.0]), torch.tensor([1.0]), torch.tensor([0.5]))
+    with pytest.raises(ValueError, match="kyy"):
+        relu_expectation(torch.tensor([1.0]), torch.tensor([float("nan")]), torch.tensor([0.5]))
+    with pytest.raises(ValueError, match="kxy"):
+        arc_cosine_from_cov(torch.tensor([1.0]), torch.tensor([1.0]), torch.tensor([float("inf")]), order=2)
+    with pytest.raises(TypeError, match="dtype"):
+        ArcCosineKernel(1, dtype=torch.int64)
+
+
+@pytest.mark.parametrize("order", [0, 1, 2])
+def test_arc_cosine_kernel_gpytorch_batch_active_dims_and_float64(order):
+    """ArcCosineKernel as a gpytorch kernel: batch shapes, diag, active_dims and float64 by default,
+    against the closed form k_m = |x|^m |y|^m J_m(theta) / pi evaluated in numpy (float64, 1e-12)."""
+    import numpy as np
+
+    g = torch.Generator().manual_seed(order)
+    X = torch.randn(2, 5, 4, generator=g, dtype=torch.float32)
+    K = ArcCosineKernel(order)(X).to_dense()
+    assert K.dtype == torch.float64 and K.shape == (2, 5, 5)
+    Xn = X.double().numpy()
+    nx = np.linalg.norm(Xn, axis=-1)
+    c = np.clip(Xn @ Xn.transpose(0, 2, 1) / (nx[..., :, None] * nx[..., None, :]), -1, 1)
+    t = np.arccos(c)
+    J = {0: np.pi - t, 1: np.sin(t) + (np.pi - t) * c,
+         2: 3 * np.sin(t) * c + (np.pi - t) * (1 + 2 * c ** 2)}[order]
+    ref = (nx[..., :, None] * nx[..., None, :]) ** order * J / np.pi
+    # order 0 on the diagonal: arccos has an infinite slope at c = 1, so one ulp of c (rounding of the
+    # Gram entries, done differently here and in numpy) moves theta by sqrt(2 ulp) ~ 2e-8
+    atol = 1e-7 if order == 0 else 1e-12
+    torch.testing.assert_close(K, torch.from_numpy(ref), rtol=1e-12, atol=atol)
+    kd = ArcCosineKernel(order)(X, diag=True)
+    torch.testing.assert_close(kd, torch.diagonal(K, dim1=-2, dim2=-1), rtol=1e-12, atol=1e-12)
+    Z = torch.cat([torch.randn(2, 5, 1, generator=g), X], dim=-1)  # column 0 is ignored
+    Ka = ArcCosineKernel(order, active_dims=torch.arange(1, 5))(Z).to_dense()
+    torch.testing.assert_close(Ka, K, rtol=1e-12, atol=1e-12)

@@ -225,3 +225,15 @@ def test_reproduce_quick_resumes(tmp_path):
     assert again.returncode == 0, again.stderr[-2000:]
     assert (tmp_path / "fig1" / "results.jsonl").read_text().splitlines() == lines
     assert json.loads((tmp_path / "fig1" / "summary.json").read_text())["records"] == summary["records"]
+
+
+def test_unwritable_output_is_a_user_error(tmp_path, capsys):
+    """An --out that is a regular file (so its results file can't be created) -> one line, exit 2."""
+    from gpbound.cli import main
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    code = main(["reproduce", "fig1", "--quick", "--out", str(blocker / "sub")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("gpbound: error: ") and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1

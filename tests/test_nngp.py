@@ -123,6 +123,36 @@ def test_gradients_finite_at_coincident_inputs():
     assert abs(float(gy @ v) - fd) < 1e-5 * (1 + abs(fd))
 
 
+def test_kernel_gradients_with_equal_but_distinct_inputs():
+    """k(x, x.clone()) through NNGPKernel: the gradients w.r.t. x1 and x2 are those of K(x1, x2), each
+    one half of d/dx K(x, x) (symmetry); oracle: central finite differences of Architecture.kernel
+    in a random direction (h = 1e-5, tolerance 1e-6 relative + absolute)."""
+    arch = _arch()
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(1, arch.n, generator=g, dtype=DT)
+    k = NNGPKernel(arch, sigma_w2=1.5, sigma_b2=0.2)
+    x1, x2 = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    g1, g2 = torch.autograd.grad(k(x1, x2).to_dense().sum(), [x1, x2])
+    v = torch.randn(arch.n, generator=g, dtype=DT)
+    h = 1e-5
+    f1 = lambda z: float(arch.kernel(z, x, sigma_w2=1.5, sigma_b2=0.2))  # noqa: E731
+    f2 = lambda z: float(arch.kernel(x, z, sigma_w2=1.5, sigma_b2=0.2))  # noqa: E731
+    for grad, f in ((g1, f1), (g2, f2)):
+        fd = (f(x + h * v) - f(x - h * v)) / (2 * h)
+        assert abs(float(grad.reshape(-1) @ v) - fd) < 1e-6 * (1 + abs(fd))
+
+
+def test_float32_inputs_give_a_float64_kernel():
+    """float64 by default: float32 inputs are promoted to the parameters' float64 (no demotion)."""
+    arch = _arch()
+    x = torch.rand(3, arch.n, dtype=torch.float32)
+    K = NNGPKernel(arch, sigma_w2=1.5)(x).to_dense()
+    assert K.dtype == DT
+    torch.testing.assert_close(K, arch.kernel(x.double(), sigma_w2=1.5), rtol=1e-12, atol=1e-14)
+    with pytest.raises(ValueError, match="x2"):
+        NNGPKernel(arch)(x, torch.rand(3, arch.n + 2)).to_dense()
+
+
 def test_exact_gp_trains_and_mll_improves():
     torch.manual_seed(0)
     arch = Architecture(serial(Conv(4, 3), ReLU(), Flatten(1)), (1, 4, 4))

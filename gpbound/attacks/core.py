@@ -15,15 +15,16 @@ from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import torch
 
+from .coordinate import coordinate_attack
 from .deepfool import linearization_attack
 from .fmn import ddn_attack, fmn_attack
 from .norms import lp_norm, parse_norm
 from .verify import evaluate, verify
 
 #: attacks run by default for each norm (keys of :data:`ATTACKS`)
-DEFAULT_ATTACKS = {1.0: ("linear", "fmn"), 2.0: ("linear", "fmn", "ddn"),
+DEFAULT_ATTACKS = {1.0: ("linear", "fmn", "coord"), 2.0: ("linear", "fmn", "ddn"),
                    math.inf: ("linear", "fmn")}
-ATTACKS = ("linear", "fmn", "ddn")
+ATTACKS = ("linear", "fmn", "ddn", "coord")
 
 
 @dataclass
@@ -100,7 +101,9 @@ def minimal_distance(f: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor
     """Smallest verified lp distance from each ``x0`` to the decision boundary ``f = 0``.
 
     Runs an ensemble of minimal-norm attacks (the gradient-linearisation/DeepFool
-    attack with boundary refinement, FMN for every norm, DDN for l2), verifies each
+    attack with boundary refinement, FMN for every norm, DDN for l2, and for l1 a line
+    search along single coordinates, run last, up to the best distance found so far:
+    :func:`gpbound.attacks.coordinate.coordinate_attack`), verifies each
     candidate (label flip ``f(x0) f(x_adv) < 0``), bisects it onto the boundary
     along ``[x0, x_adv]`` (``bisection_steps`` halvings in float64, far side kept),
     and keeps per point the smallest distance (THEORY section 6).  The returned
@@ -128,8 +131,11 @@ def minimal_distance(f: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor
         unconstrained ``R^n``, as in the theory.
     generator : torch.Generator, optional
         Random source of the restarts.
-    attacks : sequence of {"linear", "fmn", "ddn"}, optional
-        Ensemble to run; default ``DEFAULT_ATTACKS[p]``.
+    attacks : sequence of {"linear", "fmn", "ddn", "coord"}, optional
+        Ensemble to run, in this order; default ``DEFAULT_ATTACKS[p]``. ``"coord"``
+        searches single-coordinate moves up to the best distance so far (or ``||x0||_1``),
+        so it belongs last; it suits l1 (the vertices of the l1 ball are single-coordinate
+        moves) and is allowed, if rarely useful, for l2 and linf.
     restarts : int, default 0
         Extra runs of the linearisation attack and FMN from random points at lp
         distance ``d * 100**(-u)``, ``u ~ U(0, 1)``, from ``x0`` (``d`` the current best
@@ -190,6 +196,11 @@ def minimal_distance(f: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor
                                         refine_steps=max(5, steps // 5), bounds=bounds, start=start)
         if name == "fmn":
             return fmn_attack(f, x0, y0, p, steps=steps, bounds=bounds, start=start)
+        if name == "coord":
+            ok = torch.isfinite(best_d) & (best_d > 0)
+            t_max = torch.where(ok, best_d, lp_norm(x0, 1.0).clamp_min(1.0))
+            return coordinate_attack(f, x0, y0, t_max, bounds=bounds,
+                                     x_boundary=best_x if bool(best_ok.any()) else None)
         return ddn_attack(f, x0, y0, steps=steps, bounds=bounds)
 
     def accept(label, cand):
@@ -210,7 +221,7 @@ def minimal_distance(f: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor
         if gen is None:
             gen = torch.Generator().manual_seed(0)
         ref = torch.where(torch.isfinite(best_d), best_d, lp_norm(x0, p).clamp_min(1.0))
-        for name in [nm for nm in names if nm in ("linear", "fmn")]:
+        for name in [nm for nm in names if nm in ("linear", "fmn")]:  # "coord" is deterministic
             # log-uniform start radius in [ref/100, ref]: explores pockets much nearer than ref
             u = torch.rand(B, generator=gen, dtype=x0.dtype).to(x0.device)
             accept(name, run(name, start=_random_start(x0, ref * 100.0 ** (-u), p, gen)))
