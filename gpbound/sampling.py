@@ -16,6 +16,8 @@ from typing import Optional
 
 import numpy as np
 import torch
+import gpytorch
+from linear_operator.operators import CholLinearOperator, TriangularLinearOperator
 
 __all__ = ["sample_gp_paths", "sample_network_paths", "sample_l1_ball", "sample_segment"]
 
@@ -75,7 +77,8 @@ def sample_gp_paths(kernel, X, num_paths: int, jitter: float = 1e-10, seed: Opti
 
     .. math:: \\phi = L z, \\qquad L L^T = K(X, X) + \\epsilon I, \\quad z \\sim N(0, I_N),
 
-    computed in float64 with ``torch.linalg.cholesky_ex``.  The jitter ``epsilon``
+    computed in float64 with ``torch.linalg.cholesky_ex`` and drawn through
+    :class:`gpytorch.distributions.MultivariateNormal` with that factor as its root.  The jitter ``epsilon``
     (relative to the mean diagonal of ``K``) starts at ``jitter`` and is multiplied
     by 10, with a ``RuntimeWarning`` stating the value used, while the factorisation
     fails, up to ``max_jitter``.
@@ -123,8 +126,12 @@ def sample_gp_paths(kernel, X, num_paths: int, jitter: float = 1e-10, seed: Opti
                       RuntimeWarning)
         eps = new
     gen = _generator(seed)
-    z = torch.randn((N, num_paths), generator=gen, dtype=K.dtype).to(K.device)
-    paths = (L @ z).T.contiguous()
+    z = torch.randn((num_paths, N), generator=gen, dtype=K.dtype).to(K.device)
+    # the draw is gpytorch's MultivariateNormal with our float64 Cholesky factor as its root:
+    # rsample(base_samples=z) = mean + L z (no second factorisation, no hidden jitter)
+    mvn = gpytorch.distributions.MultivariateNormal(torch.zeros(N, dtype=K.dtype, device=K.device),
+                                                    CholLinearOperator(TriangularLinearOperator(L)))
+    paths = mvn.rsample(torch.Size([num_paths]), base_samples=z).contiguous()
     return (paths, eps) if return_jitter else paths
 
 

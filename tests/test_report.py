@@ -92,6 +92,26 @@ def test_broken_dudley_bound_fails(tmp_path):
     assert exact.status == "PASS"
 
 
+def test_broken_radius_and_bound_fail_on_the_crossing_measurement(tmp_path):
+    """The crossing check has power: a 'certified' radius 1e5 times too large, or a bound 1e4 times too
+    small, is caught by the measured crossing frequencies (Clopper-Pearson lower ends), not only by the
+    formula check; the library's own radius and bound pass on the same networks."""
+    from gpbound import radii
+
+    ctx = CheckContext(out_dir=tmp_path, quick=True)
+    good = run_check(lc.check_crossing, ctx)
+    assert good.status == "PASS"
+    x0n, n, M = (good.numbers[k] for k in ("x0_norm", "n", "M"))
+    too_big = lambda d: 1e5 * float(radii.l1_ball_radius(x0n, d, n, M))  # noqa: E731
+    bad_r = run_check(functools.partial(lc.check_crossing, radius_fn=too_big), ctx)
+    assert bad_r.status == "FAIL"
+    assert any("frequency at r(delta" in c.label for c in bad_r.failed_comparisons)
+    too_small = lambda r, x, n_, m: 1e-4 * radii.failure_probability(r, x, n_, m)  # noqa: E731
+    bad_p = run_check(functools.partial(lc.check_crossing, failure_probability=too_small), ctx)
+    assert bad_p.status == "FAIL"
+    assert any(c.label.startswith("CP lower end <= bound") for c in bad_p.failed_comparisons)
+
+
 def test_exact_expected_max_oracle():
     # n = 1: E|g| = sqrt(2/pi); n = 2: E max(|g1|,|g2|) = 2/sqrt(pi) (closed forms)
     assert lc.expected_max_abs_gaussian(1) == pytest.approx(math.sqrt(2 / math.pi), rel=1e-9)
@@ -103,9 +123,15 @@ def test_exact_expected_max_oracle():
 
 def test_entropy_oracle_against_theory_table():
     # THEORY §4 table of I_1(n); the oracle adds the exact middle piece (ln n / 2) sqrt(ln 2n)
-    for n, i1 in ((2, 1.4571), (48, 1.8997), (3072, 2.3821), (10**6, 2.9283)):
+    # (for n = 2..5 the oracle's middle piece is the larger, proved Maurey one: checked at n = 2 below)
+    for n, i1 in ((48, 1.8997), (3072, 2.3821), (10**6, 2.9283)):
         mid = 0.5 * math.log(n) * math.sqrt(math.log(2 * n))
         assert lc.entropy_integral_oracle(n) - mid == pytest.approx(i1, abs=1e-4)
+    # n = 2: k = ceil(1/eps^2) = 2 on (1/sqrt 2, 1), ln binom(5, 2) = ln 10, so the middle piece is
+    # sqrt(ln 10) (1 - 1/sqrt 2) in closed form (eq. 36's is (ln 2 / 2) sqrt(ln 4), smaller)
+    mid2 = math.sqrt(math.log(10)) * (1 - 1 / math.sqrt(2))
+    assert mid2 > 0.5 * math.log(2) * math.sqrt(math.log(4))
+    assert lc.entropy_integral_oracle(2) - mid2 == pytest.approx(1.4571, abs=1e-4)
 
 
 # ----------------------------------------------------------------------------- the quick report

@@ -332,6 +332,18 @@ def trained_task(params: Mapping, data, attack: Optional[Callable] = None,
     return out
 
 
+def _data_digest(data) -> str:
+    """``"custom:<first 16 hex of sha256>"`` over the shapes, dtypes and bytes of the task's arrays."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for a in data:
+        a = np.ascontiguousarray(a.detach().cpu().numpy() if hasattr(a, "detach") else np.asarray(a))
+        h.update(f"{a.shape}{a.dtype}".encode())
+        h.update(a.tobytes())
+    return "custom:" + h.hexdigest()[:16]
+
+
 def run_trained_vs_random(dataset="digits", preset: str = "faithful", n_networks: int = 2, n_points: int = 10,
                           norms: Sequence = NORMS, widths=(8, 16, 32), width_scale: float = 1.0,
                           blocks_per_stack: int = 3, more_epochs: int = 2, lr: float = 1e-4,
@@ -349,7 +361,8 @@ def run_trained_vs_random(dataset="digits", preset: str = "faithful", n_networks
     ----------
     dataset : "digits" or (X_train, y_train, X_test, y_test)
         Images ``(N, C, s, s)`` in [0, 1] with labels in {0, 1} (MNIST / CIFAR-10 through
-        :mod:`gpbound.experiments.data`). The task key records only the name (or "custom").
+        :mod:`gpbound.experiments.data`). The task key records the name, or for arrays
+        ``"custom:<sha256 of the arrays>"``, so a resumed results file never mixes data sets.
     Other parameters as in :func:`run_distance_sweep` and :func:`gpbound.experiments.train.train_binary`.
 
     Returns
@@ -367,7 +380,7 @@ def run_trained_vs_random(dataset="digits", preset: str = "faithful", n_networks
     data = _load_task(dataset, data_seed)
     if widths is not None and not isinstance(widths, int):
         widths = [int(w) for w in widths]
-    config = {"dataset": dataset if isinstance(dataset, str) else "custom", "data_seed": int(data_seed),
+    config = {"dataset": dataset if isinstance(dataset, str) else _data_digest(data), "data_seed": int(data_seed),
               "preset": preset, "n_points": int(n_points), "norms": norms, "widths": widths,
               "width_scale": float(width_scale), "blocks_per_stack": int(blocks_per_stack),
               "more_epochs": int(more_epochs), "lr": float(lr), "batch_size": int(batch_size),
