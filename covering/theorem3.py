@@ -24,8 +24,12 @@ def as_float_array(value, name):
     """
     if hasattr(value, "detach") and hasattr(value, "cpu"):  # torch tensor, no hard import
         value = value.detach().cpu().numpy()
+    if isinstance(value, (bool, np.bool_)) or (isinstance(value, np.ndarray) and value.dtype == np.bool_):
+        raise TypeError(f"{name} must be a real number or array of real numbers, got a bool")
     try:
         arr = np.asarray(value, dtype=np.float64)
+    except OverflowError as exc:
+        raise ValueError(f"{name} is too large for float64 (it must be finite)") from exc
     except (TypeError, ValueError) as exc:
         raise TypeError(f"{name} must be a real number or array of real numbers, got {type(value).__name__}") from exc
     if not np.all(np.isfinite(arr)):

@@ -60,7 +60,8 @@ def test_log_covering_number_vectorised_and_no_overflow():
 @pytest.mark.parametrize(
     "eps, n, exc",
     [(0.0, 5, ValueError), (-1.0, 5, ValueError), (float("nan"), 5, ValueError), (float("inf"), 5, ValueError),
-     (0.5, 0, ValueError), (0.5, 2.5, ValueError), (0.5, float("nan"), ValueError), ("a", 5, TypeError)],
+     (0.5, 0, ValueError), (0.5, 2.5, ValueError), (0.5, float("nan"), ValueError), ("a", 5, TypeError),
+     (0.5, True, TypeError), (0.5, 10**400, ValueError)],
 )
 def test_log_covering_number_bad_input(eps, n, exc):
     with pytest.raises(exc):

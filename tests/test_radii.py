@@ -166,10 +166,19 @@ def test_corollary1_with_real_architecture_ignores_variances():
     arch = Architecture(serial(Conv(4, 3), ReLU(), AvgPool(2), Conv(4, 3), ReLU(), Flatten(1)), input_shape=(3, 8, 8))
     res = corollary1(arch, torch.rand(2, arch.n, dtype=DT), 0.1)
     assert res.M == pytest.approx(arch.M) and res.M == pytest.approx(2.0)
-    # Remark 3: nothing in the result depends on sigma_w2 / sigma_b2 -- corollary1 takes no such argument
-    import inspect
+    # Remark 3: the radii use only n, M and |x0|, because hypothesis (8) holds with Theorem 2's M for
+    # every (sigma_w2, sigma_b2). Measured: the largest d(x, y) / (C |x - y|) over sampled and optimised
+    # pairs stays <= M (round-off 1e-9) while C itself moves with the variances.
+    from gpbound.constants import estimate_constants
+    from gpbound.kernels import NNGPKernel
 
-    assert not any("sigma" in p for p in inspect.signature(corollary1).parameters)
+    X = torch.rand(6, arch.n, generator=torch.Generator().manual_seed(3), dtype=DT)
+    Cs = []
+    for sw2, sb2 in ((0.5, 0.0), (2.0, 0.0), (2.0, 0.5), (5.0, 2.0)):
+        est = estimate_constants(NNGPKernel(arch, sigma_w2=sw2, sigma_b2=sb2), X, pairs=40, steps=10, starts=2)
+        assert 0 < est.M <= arch.M * (1 + 1e-9), (sw2, sb2, est.M)
+        Cs.append(est.C)
+    assert max(Cs) > 2 * min(Cs)
 
 
 @pytest.mark.parametrize("p", [1, 1.5, 2, 3, math.inf, "linf", "l2"])
