@@ -14,7 +14,9 @@ then bisects onto the boundary along the segment.
 
 ``f`` is always evaluated on whole ``(B, n)`` batches (row ``b`` moved along its own
 direction), so a stacked :class:`~gpbound.attacks.ensemble.NetworkEnsemble` works: the
-Python loop runs over the ``2k x grid`` candidate batches, never over points.
+Python loop runs over candidate batches (one per probed direction, one per searched
+direction and grid step), never over points.  The probe is the costly part (``2n`` batch
+evaluations), hence its limits ``probe_dirs`` and ``probe_rows``.
 """
 from __future__ import annotations
 
