@@ -2,9 +2,10 @@
 
 Oracles: the numbers in results.json are compared with the library functions called here
 directly (gpbound.covering.entropy_integral, gpbound.dudley.dudley_l1_ball,
-gpbound.radii.corollary1) and with independent quadratures; every <img> of the HTML page
+gpbound.radii.corollary1) and with independent quadratures; every <img> of the HTML page is embedded and
 must be a real PNG (signature + PIL and matplotlib read-back).
 """
+import base64
 import functools
 import json
 import math
@@ -149,17 +150,20 @@ def test_quick_report_files(quick_report):
     assert "Traceback" not in proc.stdout
     html = (out / "index.html").read_text()
     md = (out / "report.md").read_text()
-    srcs = re.findall(r"<img[^>]*\bsrc=['\"]([^'\"]+)['\"]", html)
-    assert srcs, "the report has figures"
+    imgs = re.findall(r"<img[^>]*\bsrc=['\"]([^'\"]+)['\"][^>]*\bdata-file=['\"]([^'\"]+)['\"]", html)
+    assert imgs and len(imgs) == html.count("<img"), "the report has figures, each naming its file"
     assert "<style>" in html and "<link" not in html  # inline CSS, nothing else to fetch
     from PIL import Image
     import matplotlib.image as mpimg
 
-    for src in srcs:
+    for data_uri, src in imgs:
+        # self-contained: the image is embedded, and is byte for byte the PNG file beside the page
+        assert data_uri.startswith("data:image/png;base64,"), data_uri[:40]
         assert not src.startswith(("http:", "https:", "/")), src
         path = out / src
         assert path.is_file(), src
         assert path.read_bytes()[:8] == PNG_MAGIC, src
+        assert base64.b64decode(data_uri.split(",", 1)[1]) == path.read_bytes(), src
         with Image.open(path) as im:
             im.verify()
         with Image.open(path) as im:

@@ -123,7 +123,7 @@ def build_report(out_dir="docs/report", *, checks: Optional[Sequence] = None, qu
     meta = _meta(results, quick=quick, results_dir=results_dir, seed=seed, wall=wall)
     rep = ReportResult(out_dir=out, html=out / "index.html", markdown=out / "report.md",
                        json=out / "results.json", results=results, wall_s=wall)
-    rep.html.write_text(render_html(results, meta), encoding="utf-8")
+    rep.html.write_text(render_html(results, meta, figure_dir=out), encoding="utf-8")
     rep.markdown.write_text(render_markdown(results, meta), encoding="utf-8")
     payload = {"meta": to_jsonable(meta), "checks": [r.as_dict() for r in results]}
     rep.json.write_text(json.dumps(payload, indent=1, allow_nan=False), encoding="utf-8")

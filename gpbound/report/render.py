@@ -1,12 +1,14 @@
 """HTML and Markdown writers of the report (one page each, same content).
 
-The HTML page is self-contained apart from its figures: the CSS is inline and
-every figure is a PNG file next to ``index.html`` referenced by a relative
-``<img src="...">``.
+The HTML page is self-contained: the CSS is inline and every figure is embedded as a
+``data:image/png;base64`` URI (its PNG file also lies next to ``index.html``, named in
+the image's ``data-file`` attribute, for the Markdown twin and for reuse).
 """
 from __future__ import annotations
 
+import base64
 import html
+from pathlib import Path
 from typing import Any, Dict, List, Sequence
 
 from .checks import CheckResult
@@ -101,8 +103,18 @@ def _comparison_rows(r: CheckResult, limit: int = 60) -> List[List[Any]]:
             for c in ordered[:limit]]
 
 
-def render_html(results: Sequence[CheckResult], meta: Dict[str, Any]) -> str:
-    """The report as one HTML page (inline CSS; figures as relative PNG links)."""
+def _img_src(fig: str, figure_dir) -> str:
+    """``data:`` URI of ``figure_dir/fig`` (a PNG), or the relative name if there is no such file."""
+    if figure_dir is not None:
+        path = Path(figure_dir) / fig
+        if path.is_file():
+            return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+    return fig
+
+
+def render_html(results: Sequence[CheckResult], meta: Dict[str, Any], figure_dir=None) -> str:
+    """The report as one self-contained HTML page (inline CSS; figures from ``figure_dir`` embedded
+    as base64 PNG data URIs, each naming its file in ``data-file``; relative links without ``figure_dir``)."""
     parts = ["<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
              f"<title>{_esc(meta.get('title', 'gpbound report'))}</title>",
              f"<style>{_CSS}</style></head><body>",
@@ -131,7 +143,8 @@ def render_html(results: Sequence[CheckResult], meta: Dict[str, Any]) -> str:
         if r.finding:
             parts.append(f"<p class='finding'><b>Finding.</b> {_esc(r.finding)}</p>")
         for fig in r.figures:
-            parts.append(f"<p><img src='{_esc(fig)}' alt='{_esc(r.title)}'></p>")
+            parts.append(f"<p><img src='{_esc(_img_src(fig, figure_dir))}' data-file='{_esc(fig)}' "
+                         f"alt='{_esc(r.title)}'></p>")
         if r.table:
             parts.append(_html_table(r.table["columns"], r.table["rows"]))
         n_fail = len(r.failed_comparisons)
