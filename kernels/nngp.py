@@ -113,9 +113,12 @@ class NNGPKernel(gpytorch.kernels.Kernel):
         if last_dim_is_batch:
             raise ValueError("last_dim_is_batch=True is not supported by NNGPKernel (the last dimension holds "
                              "one whole image)")
-        # equal values take the symmetric path only when no gradient flows into x2 (else the
-        # gradient w.r.t. x2 would be lost and the one w.r.t. x1 doubled)
-        same = x1 is x2 or (not x2.requires_grad and x1.shape == x2.shape and torch.equal(x1, x2))
+        # the symmetric path K(x1, x1) is taken only where it has the same gradients as K(x1, x2):
+        # for the very same tensor, or for equal values when neither input requires a gradient.
+        # (x2 = x1.detach().clone() with x1 requiring grad, e.g. k(x, x_train) at a training point,
+        # must not take it: d/dx1 K(x1, x1) counts both arguments and doubles the gradient.)
+        same = x1 is x2 or (not x1.requires_grad and not x2.requires_grad and x1.shape == x2.shape
+                            and torch.equal(x1, x2))
         # float64 by default: the parameters' dtype (float64 unless the user called .float())
         # is the floor of the computation, so float32 inputs give a float64 kernel
         dt = torch.promote_types(torch.promote_types(x1.dtype, x2.dtype), self.raw_sigma_w2.dtype)

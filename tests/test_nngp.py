@@ -142,6 +142,37 @@ def test_kernel_gradients_with_equal_but_distinct_inputs():
         assert abs(float(grad.reshape(-1) @ v) - fd) < 1e-6 * (1 + abs(fd))
 
 
+def test_input_gradient_not_doubled_when_x2_is_a_detached_copy():
+    """k(x, x_train) for a candidate sitting on the training points: x1 requires grad, x2 =
+    x1.detach().clone() (equal values, no gradient).  The gradient of sum K(x1, x2) w.r.t. x1 must be
+    that of K with x2 held fixed, not d/dx K(x, x) (which counts both arguments: twice as large).
+    Oracle: central finite differences of Architecture.kernel in every coordinate of x1 (float64,
+    h = 1e-5: truncation ~h^2 and rounding ~1e-16/h, both < 1e-9), tolerance 1e-7 (1 + |g|)."""
+    arch = _arch()
+    g = torch.Generator().manual_seed(11)
+    x = torch.randn(3, arch.n, generator=g, dtype=DT)
+    k = NNGPKernel(arch, sigma_w2=1.5, sigma_b2=0.2)
+    x1 = x.clone().requires_grad_(True)
+    x2 = x1.detach().clone()
+    K = k(x1, x2).to_dense()
+    torch.testing.assert_close(K.detach(), arch.kernel(x, sigma_w2=1.5, sigma_b2=0.2), rtol=1e-12, atol=1e-14)
+    (gx,) = torch.autograd.grad(K.sum(), x1)
+    h = 1e-5
+    fd = torch.empty_like(x)
+    for i in range(x.shape[0]):
+        for j in range(x.shape[1]):
+            e = torch.zeros_like(x)
+            e[i, j] = h
+            fd[i, j] = (arch.kernel(x + e, x, sigma_w2=1.5, sigma_b2=0.2).sum()
+                        - arch.kernel(x - e, x, sigma_w2=1.5, sigma_b2=0.2).sum()) / (2 * h)
+    assert fd.abs().max() > 1e-3  # a non-trivial gradient
+    assert ((gx - fd).abs() <= 1e-7 * (1 + fd.abs())).all(), float((gx - fd).abs().max())
+    # the same through a gpytorch ScaleKernel (the usual GP model): still the one-sided gradient
+    ks = gpytorch.kernels.ScaleKernel(k).double()
+    (gs,) = torch.autograd.grad(ks(x1, x2).to_dense().sum() / ks.outputscale, x1)
+    torch.testing.assert_close(gs, gx, rtol=1e-12, atol=1e-14)
+
+
 def test_float32_inputs_give_a_float64_kernel():
     """float64 by default: float32 inputs are promoted to the parameters' float64 (no demotion)."""
     arch = _arch()
