@@ -33,10 +33,32 @@ ball :math:`B = B^1_r(x_0)`, :math:`\|x - x_0\|_2 \le \|x - x_0\|_1 < r`. Write
    and the cruder :math:`\sqrt\pi(1 + \delta) \le 2\sqrt\pi`; it is offered for comparison only
    (:math:`a_n` is not an upper bound for n below ~1e8).
 
+The comparison (Sudakov--Fernique) radii -- gpbound's default
+----------------------------------------------------------------
+Same hypotheses, same chain, with step 2 replaced (full proof: ``docs/theory.md`` §7). Let
+:math:`B = x_0 + rU` with :math:`U` the unit :math:`\ell_p` ball or the unit segment
+:math:`\{tv: 0\le t\le 1\}`; :math:`e_U = E\sup_U\langle g,h\rangle`, :math:`s_U = \sup_U\|h\|_2`
+(:mod:`gpbound.gaussian_width`).
+
+2'. The conditioned process :math:`\varphi` is centred with increments
+    :math:`\hat d(x,y) \le d(x,y) \le MC\|x-y\|_2` (Lemma 1, eq. 8); :math:`Y_x = MC\langle g, x-x_0\rangle`
+    is centred with increments exactly :math:`MC\|x-y\|_2`. Sudakov--Fernique (increments only, no
+    variance condition; on a countable dense subset of B, which carries the supremum of the
+    continuous paths) gives :math:`\varphi_r = E\sup_B\varphi \le E\sup_B Y = MCr\,e_U`.
+1'. On B, :math:`\|x - x_0\|_2 \le r s_U`: :math:`K_r \ge 1 - MCrs_U/\sqrt{K_{00}}`,
+    :math:`\sigma_r \le MCrs_U`.
+3'. Eq. (32) as in step 3: :math:`p_r \le \frac{\sqrt{2/\pi}\,e_U + s_U}{\|x_0\|_2/(Mr) - s_U}`, so
+    :math:`Mr/\|x_0\|_2 = \delta/(\sqrt{2/\pi}\,e_U + s_U(1+\delta))`.
+
+The *instance* form keeps :math:`\sqrt{K_{00}}` (one kernel evaluation) and a feature-map Lipschitz
+constant :math:`L \ge \sup d(x,y)/\|x-y\|_2` (:mod:`gpbound.lipschitz`) in place of :math:`C\|x_0\|_2`
+and :math:`MC`: :math:`r = \sqrt{K_{00}}\,\delta / (L(\sqrt{2/\pi}\,e_U + s_U(1+\delta)))`.
+
 References
 ----------
 De Palma, Kiani, Lloyd, ICML 2021: Theorem 1 (eq. 10, 12), eq. (25)-(40), Theorem 2 (eq. 14),
-Corollary 1 (eq. 16, 18), Remark 5 (eq. 22-24).
+Corollary 1 (eq. 16, 18), Remark 5 (eq. 22-24). Sudakov--Fernique: e.g. Adler & Taylor, *Random
+Fields and Geometry* (2007), Theorem 2.2.3.
 """
 
 from dataclasses import dataclass
@@ -48,6 +70,7 @@ import torch
 from gpbound.covering import entropy_integral
 from gpbound.covering.entropy import ENTROPY_METHODS
 from gpbound.covering.theorem3 import as_dimension, as_float_array
+from gpbound.gaussian_width import SEGMENT, gaussian_width, unit_l2_radius
 
 __all__ = [
     "l1_ball_radius",
@@ -60,7 +83,17 @@ __all__ = [
     "lp_radius",
     "relative_lp_radius",
     "SEGMENT_FORMS",
+    "METHODS",
+    "comparison_radius",
+    "comparison_failure_probability",
+    "comparison_segment_radius",
+    "comparison_segment_failure_probability",
+    "instance_radius",
+    "instance_failure_probability",
 ]
+
+#: certificate routes: ``"comparison"`` (Sudakov--Fernique, default) and ``"dudley"`` (the paper's)
+METHODS = ("comparison", "dudley")
 
 SEGMENT_FORMS = ("derived", "eq12")
 _SQRT_PI = math.sqrt(math.pi)
@@ -268,11 +301,180 @@ def segment_failure_probability(r, x0_norm, M):
     return _out(np.minimum(p, 1.0), like)
 
 
+
+# ---------------------------------------------------------------------------------------------
+# Sudakov--Fernique (comparison) radii: the default certificates
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+
+
+def _method(method):
+    if not isinstance(method, str) or method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    return method
+
+
+def _widths(p, n):
+    """(e_U, s_U) broadcast over the dimension(s) ``n`` (validated; p already parsed)."""
+    nn = np.asarray(as_dimension(n, "n"))
+    flat = nn.reshape(-1)
+    uniq = {int(v): (gaussian_width(p, int(v)), unit_l2_radius(p, int(v))) for v in np.unique(flat)}
+    e = np.array([uniq[int(v)][0] for v in flat]).reshape(nn.shape)
+    sb = np.array([uniq[int(v)][1] for v in flat]).reshape(nn.shape)
+    return e, sb
+
+
+def _ratio(d, e, sb):
+    """M r / ||x0||_2 = delta / (sqrt(2/pi) e + s (1 + delta))."""
+    return d / (_SQRT_2_OVER_PI * e + sb * (1.0 + d))
+
+
+def _prob(q, e, sb):
+    """min(1, (sqrt(2/pi) e + s) / (q - s)) with q = ||x0||_2/(M r); 1 where q <= s (vacuous)."""
+    num = _SQRT_2_OVER_PI * e + sb
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pr = np.where(q > sb, num / np.where(q > sb, q - sb, 1.0), 1.0)
+    return np.minimum(pr, 1.0)
+
+
+def comparison_radius(x0_norm, delta, n, M, p=1):
+    r"""Sudakov--Fernique radius of the :math:`\ell_p` ball (gpbound's default certificate).
+
+    .. math:: r = \frac{\|x_0\|_2}{M}\,\frac{\delta}{\sqrt{2/\pi}\,E\|g\|_q + s_p(1+\delta)},
+              \qquad s_p = \max(1, n^{1/2-1/p}),\ 1/p + 1/q = 1
+
+    With probability at least :math:`1-\delta` over the GP (the random network), no input within
+    :math:`\ell_p` distance r of :math:`x_0` changes the label. Derivation: module docstring, steps
+    1'-3' (eq. 25-32 of the paper with Dudley's eq. 33-35 replaced by Sudakov--Fernique).
+
+    Parameters
+    ----------
+    x0_norm : float, array_like or tensor
+        :math:`\|x_0\|_2 > 0`.
+    delta : float, array_like or tensor
+        Failure probability in (0, 1).
+    n : int or array_like of int
+        Input dimension, ``n >= 1``.
+    M : float or array_like
+        Hypothesis (8) constant, ``M >= 1`` (Theorem 2: :math:`\sqrt{|I_0|/|I_{L_f}|}`).
+    p : float, int or str, default 1
+        ``p >= 1``, ``math.inf`` (or ``"inf"``, ``"l2"``, ...).
+
+    Returns
+    -------
+    float, ndarray or tensor
+        Broadcast over ``x0_norm``, ``delta``, ``n``, ``M``; a float64 tensor if ``x0_norm`` or
+        ``delta`` is one. :func:`comparison_failure_probability` at this r returns ``delta``.
+
+    Examples
+    --------
+    >>> from gpbound.radii import comparison_radius
+    >>> round(comparison_radius(4.0, 0.5, 48, 4.0, p=2), 4)
+    0.0714
+    """
+    like = _is_torch(x0_norm, delta)
+    pp = _p(p)
+    x = _pos(x0_norm, "x0_norm")
+    d = _delta(delta)
+    m = _M(M)
+    e, sb = _widths(pp, n)
+    return _out(x / m * _ratio(d, e, sb), like)
+
+
+def comparison_failure_probability(r, x0_norm, n, M, p=1):
+    r"""Inverse of :func:`comparison_radius`: the bound on :math:`P(\exists x\in B^p_r(x_0): \varphi(x)=0)`.
+
+    .. math:: p_r \le \min\Big(1, \frac{\sqrt{2/\pi}\,E\|g\|_q + s_p}{\|x_0\|_2/(Mr) - s_p}\Big)
+
+    1 (vacuous) where :math:`\|x_0\|_2/(Mr) \le s_p`. Parameters as :func:`comparison_radius`, with
+    ``r > 0`` the :math:`\ell_p` radius.
+    """
+    like = _is_torch(r, x0_norm)
+    pp = _p(p)
+    rr = _pos(r, "r")
+    x = _pos(x0_norm, "x0_norm")
+    m = _M(M)
+    e, sb = _widths(pp, n)
+    return _out(_prob(x / (m * rr), e, sb), like)
+
+
+def comparison_segment_radius(x0_norm, delta, M):
+    r"""Sudakov--Fernique length of a zero-free segment :math:`\{x_0 + tv: 0 \le t \le r\}`, :math:`\|v\|_2 = 1`.
+
+    .. math:: r = \frac{\|x_0\|_2}{M}\,\frac{\delta}{1/\pi + 1 + \delta}
+
+    (width :math:`E\max(0, g_1) = 1/\sqrt{2\pi}`, :math:`s = 1`; about 1.2 times the Dudley-route
+    :func:`segment_radius`). Parameters as :func:`segment_radius`.
+    """
+    like = _is_torch(x0_norm, delta)
+    x = _pos(x0_norm, "x0_norm")
+    d = _delta(delta)
+    m = _M(M)
+    return _out(x / m * _ratio(d, gaussian_width(SEGMENT, 1), 1.0), like)
+
+
+def comparison_segment_failure_probability(r, x0_norm, M):
+    r"""Inverse of :func:`comparison_segment_radius`: :math:`\min(1, (1/\pi + 1)/(\|x_0\|_2/(Mr) - 1))`."""
+    like = _is_torch(r, x0_norm)
+    rr = _pos(r, "r")
+    x = _pos(x0_norm, "x0_norm")
+    m = _M(M)
+    return _out(_prob(x / (m * rr), gaussian_width(SEGMENT, 1), 1.0), like)
+
+
+def _unit(p):
+    return SEGMENT if (isinstance(p, str) and p == SEGMENT) else _p(p)
+
+
+def instance_radius(sqrt_k00, L, delta, n, p=1):
+    r"""Instance-specific comparison radius from :math:`\sqrt{K(x_0,x_0)}` and a feature-map Lipschitz constant.
+
+    .. math:: r = \frac{\sqrt{K_{00}}}{L}\,\frac{\delta}{\sqrt{2/\pi}\,e_U + s_U(1+\delta)}
+
+    Valid for a centred GP whose RKHS distance satisfies :math:`d(x,y) \le L\|x-y\|_2`
+    (module docstring; :func:`gpbound.lipschitz.feature_lipschitz` gives a proved L for
+    :class:`~gpbound.kernels.NNGPKernel` architectures). With :math:`L = MC` and
+    :math:`\sqrt{K_{00}} \ge C\|x_0\|_2` it is at least :func:`comparison_radius`.
+
+    Parameters
+    ----------
+    sqrt_k00 : float, array_like or tensor
+        :math:`\sqrt{K(x_0, x_0)} > 0`, computed exactly (the caller subtracts its round-off).
+    L : float
+        Lipschitz constant, ``> 0``.
+    delta : float, array_like or tensor
+        In (0, 1).
+    n : int
+        Input dimension.
+    p : float, int, str or "segment"
+        Unit set: the :math:`\ell_p` ball or the segment.
+    """
+    like = _is_torch(sqrt_k00, delta)
+    u = _unit(p)
+    k = _pos(sqrt_k00, "sqrt_k00")
+    lip = _pos(L, "L")
+    d = _delta(delta)
+    e, sb = _widths(u, n) if u != SEGMENT else (gaussian_width(SEGMENT, 1), 1.0)
+    return _out(k / lip * _ratio(d, e, sb), like)
+
+
+def instance_failure_probability(r, sqrt_k00, L, n, p=1):
+    r"""Inverse of :func:`instance_radius`: :math:`\min(1, (\sqrt{2/\pi}e_U + s_U)/(\sqrt{K_{00}}/(Lr) - s_U))`."""
+    like = _is_torch(r, sqrt_k00)
+    u = _unit(p)
+    rr = _pos(r, "r")
+    k = _pos(sqrt_k00, "sqrt_k00")
+    lip = _pos(L, "L")
+    e, sb = _widths(u, n) if u != SEGMENT else (gaussian_width(SEGMENT, 1), 1.0)
+    return _out(_prob(k / (lip * rr), e, sb), like)
+
 # ---------------------------------------------------------------------------------------------
 # Corollary 1
 @dataclass(frozen=True)
 class Corollary1Result:
-    r"""Result of :func:`corollary1` (eq. 16, 18 with Theorem 2's M).
+    r"""Result of :func:`corollary1` (eq. 16, 18 with Theorem 2's M; the comparison step by default).
+
+    Each radius r means: with probability at least :math:`1-\delta` over the random network,
+    no input within r of :math:`x_0` (in that norm, or on that segment) changes the label.
 
     Attributes
     ----------
@@ -283,19 +485,30 @@ class Corollary1Result:
     x0_norm : float, ndarray or tensor
         :math:`\|x_0\|_2` (per point of a batch).
     delta : float, ndarray or tensor
-    l1 : float, ndarray or tensor
-        Tight l1-ball radius (eq. 39-40) with the chosen entropy value.
+    l1, l2, linf : float, ndarray or tensor
+        Certified :math:`\ell_1`, :math:`\ell_2`, :math:`\ell_\infty` ball radii.
     segment : float, ndarray or tensor
-        Segment radius (``segment_form``).
-    entropy_value : float
-        The entropy-integral value ``a`` used.
+        Certified segment length.
     method : str
-        The entropy method (``"numeric"``, ``"closed"`` or ``"paper"``).
+        ``"comparison"`` (Sudakov--Fernique) or ``"dudley"`` (the paper's route).
+    methods : dict
+        Which formula produced each radius (``{"l1": ..., "l2": ..., "linf": ..., "segment": ...}``).
+    entropy : str
+        Entropy-integral method of the Dudley route (``"numeric"``, ``"closed"``, ``"paper"``, ``"maurey"``).
+    entropy_value : float
+        The entropy-integral value ``a`` of the Dudley route.
     segment_form : str
+        Form of the Dudley-route segment radius.
     l1_eq10 : float, ndarray or tensor
         The printed eq. (16)/(10) radius, comparison only.
     segment_eq12 : float, ndarray or tensor
         The printed eq. (18)/(12) radius, comparison only.
+    instance : bool
+        Whether the instance-specific radii (exact :math:`\sqrt{K(x_0,x_0)}`, layer-wise L) entered.
+    sqrt_k00 : float, ndarray, tensor or None
+        :math:`\sqrt{K(x_0,x_0)}` used (less its round-off margin), if ``instance``.
+    L : float or None
+        Feature-map Lipschitz constant (:func:`gpbound.lipschitz.feature_lipschitz`), if ``instance``.
     """
 
     n: int
@@ -303,30 +516,64 @@ class Corollary1Result:
     x0_norm: object
     delta: object
     l1: object
+    l2: object
+    linf: object
     segment: object
-    entropy_value: float
     method: str
+    methods: dict
+    entropy: str
+    entropy_value: float
     segment_form: str
     l1_eq10: object
     segment_eq12: object
+    instance: bool = False
+    sqrt_k00: object = None
+    L: object = None
 
 
-def corollary1(arch, x0, delta, entropy="numeric", segment_form="derived"):
-    r"""Corollary 1: certified l1-ball and segment radii for a random deep network (eq. 16, 18).
+def _max(a, b):
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        like = a if isinstance(a, torch.Tensor) else b
+        return torch.maximum(torch.as_tensor(a, dtype=torch.float64, device=like.device),
+                             torch.as_tensor(b, dtype=torch.float64, device=like.device))
+    out = np.maximum(a, b)
+    return float(out) if np.ndim(out) == 0 else out
+
+
+def corollary1(arch, x0, delta, entropy="numeric", segment_form="derived", method="comparison",
+               instance=False, sigma_w2=2.0, sigma_b2=0.0):
+    r"""Corollary 1: certified radii for a random deep network (eq. 16, 18; Remark 5).
+
+    With probability at least :math:`1-\delta` over the random network, no input within the
+    returned radius of :math:`x_0` changes the label. The radii depend only on n, M and
+    :math:`\|x_0\|_2` (Remark 3), unless ``instance=True``.
 
     Parameters
     ----------
     arch : Architecture
         Any object with integer attributes ``n``, ``input_pixels``, ``flatten_pixels``
-        (:class:`gpbound.kernels.Architecture`). Only this metadata is used: the radii do not
-        depend on the weight/bias variances (Remark 3).
+        (:class:`gpbound.kernels.Architecture`); ``instance=True`` needs an Architecture with an
+        analytic kernel.
     x0 : tensor, array_like or float
         Either input point(s) -- a tensor whose last dimension is ``arch.n`` (shape (n,) or
         (B, n), or (B, C, H, W) flattened) -- or :math:`\|x_0\|_2` value(s) (float/array).
     delta : float, array_like or tensor
         In (0, 1); broadcast against the batch of norms.
     entropy : {"numeric", "closed", "paper", "maurey"}
+        Entropy integral of the Dudley route.
     segment_form : {"derived", "eq12"}
+        Segment form of the Dudley route.
+    method : {"comparison", "dudley"}
+        ``"comparison"`` (default): Sudakov--Fernique radii (:func:`comparison_radius`,
+        :func:`comparison_segment_radius`). ``"dudley"``: the paper's route (eq. 39-40 for
+        :math:`\ell_1`, Remark 5's inclusion for :math:`\ell_2`/:math:`\ell_\infty`).
+    instance : bool, default False
+        Comparison route only: also compute :func:`instance_radius` from the exact
+        :math:`\sqrt{K(x_0,x_0)}` (NNGP kernel with ``sigma_w2``, ``sigma_b2``) and the layer-wise
+        L of :func:`gpbound.lipschitz.feature_lipschitz`, and return, per radius, the larger of
+        the two proved radii. ``x0`` must then be points.
+    sigma_w2, sigma_b2 : float
+        Weight and bias variances of the random network (``instance=True`` only).
 
     Returns
     -------
@@ -338,11 +585,18 @@ def corollary1(arch, x0, delta, entropy="numeric", segment_form="derived"):
     >>> from gpbound.radii import corollary1
     >>> arch = SimpleNamespace(n=3072, input_pixels=1024, flatten_pixels=64)
     >>> res = corollary1(arch, 32.0, 0.1)
-    >>> res.M, round(res.l1, 4)
-    (4.0, 0.0062)
+    >>> res.M, round(res.l1, 4), round(res.l2, 4)
+    (4.0, 0.1963, 0.0177)
+    >>> round(corollary1(arch, 32.0, 0.1, method="dudley").l1, 4)
+    0.0062
     """
     from gpbound.constants import theorem2_M
 
+    method = _method(method)
+    if not isinstance(instance, bool):
+        raise TypeError(f"instance must be a bool, got {type(instance).__name__}")
+    if instance and method != "comparison":
+        raise ValueError("instance=True needs method='comparison' (the instance radius is a comparison radius)")
     for attr in ("n", "input_pixels", "flatten_pixels"):
         if not hasattr(arch, attr):
             raise TypeError(f"arch must have attributes n, input_pixels, flatten_pixels (missing {attr!r})")
@@ -350,6 +604,7 @@ def corollary1(arch, x0, delta, entropy="numeric", segment_form="derived"):
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"arch.n must be an int >= 1, got {n!r}")
     M = theorem2_M(arch)
+    pts = None
     if isinstance(x0, torch.Tensor) and x0.ndim >= 1:
         if x0.ndim >= 3:  # (B, C, H, W) or (C, H, W)
             x0 = x0.reshape(*x0.shape[:-3], -1) if x0.shape[-3:].numel() == n else x0
@@ -357,24 +612,53 @@ def corollary1(arch, x0, delta, entropy="numeric", segment_form="derived"):
             raise ValueError(f"x0 as points must have last dimension arch.n = {n}, got shape {tuple(x0.shape)}")
         if not torch.isfinite(x0).all():
             raise ValueError("x0 must be finite (no NaN or inf)")
+        pts = x0
         x0_norm = x0.to(torch.float64).norm(dim=-1)
     elif np.ndim(x0) >= 1 and not isinstance(x0, torch.Tensor) and np.shape(x0)[-1] == n and n > 1:
         raise TypeError("pass input points as a torch tensor; a numpy array/list is read as l2 norms")
     else:
         x0_norm = x0
+    if instance and pts is None:
+        raise ValueError("instance=True needs x0 as input point(s) (a tensor of last dimension arch.n)")
     a = float(np.asarray(entropy_integral(n, method=entropy)))
+    if method == "comparison":
+        radii = {"l1": comparison_radius(x0_norm, delta, n, M, p=1),
+                 "l2": comparison_radius(x0_norm, delta, n, M, p=2),
+                 "linf": comparison_radius(x0_norm, delta, n, M, p=math.inf),
+                 "segment": comparison_segment_radius(x0_norm, delta, M)}
+        methods = {"l1": "comparison (Sudakov-Fernique, E||g||_inf)", "l2": "comparison (Sudakov-Fernique, E||g||_2)",
+                   "linf": "comparison (Sudakov-Fernique, E||g||_1)", "segment": "comparison (Sudakov-Fernique, 1/sqrt(2 pi))"}
+    else:
+        radii = {"l1": l1_ball_radius(x0_norm, delta, n, M, entropy=entropy),
+                 "l2": lp_radius(2, x0_norm, delta, M, n=n, entropy=entropy, method="dudley"),
+                 "linf": lp_radius(math.inf, x0_norm, delta, M, n=n, entropy=entropy, method="dudley"),
+                 "segment": segment_radius(x0_norm, delta, M, form=segment_form)}
+        methods = {"l1": f"dudley (eq. 39-40, entropy {entropy})", "l2": "dudley (l1 radius / n^(1/2), Remark 5)",
+                   "linf": "dudley (l1 radius / n, Remark 5)", "segment": f"dudley (Theorem 1 II, {segment_form})"}
+    sqrt_k00 = L = None
+    if instance:
+        from gpbound.lipschitz import feature_lipschitz
+
+        if not hasattr(arch, "kernel") or not hasattr(arch, "layer"):
+            raise TypeError("instance=True needs a gpbound.kernels.Architecture")
+        L = feature_lipschitz(arch, sigma_w2)
+        xp = pts.to(torch.float64).reshape(-1, n)
+        with torch.no_grad():
+            k00 = arch.kernel(xp, diag=True, sigma_w2=sigma_w2, sigma_b2=sigma_b2).reshape(pts.shape[:-1])
+        # round-off of the kernel recursion (relative, a few hundred ulp): subtract a margin
+        sqrt_k00 = k00.clamp_min(0).sqrt() * (1.0 - 1e4 * float(torch.finfo(torch.float64).eps))
+        if bool((sqrt_k00 <= 0).any()):
+            raise ValueError("K(x0, x0) = 0: no instance radius (x0 is a zero of every network)")
+        for key, unit in (("l1", 1), ("l2", 2), ("linf", math.inf), ("segment", SEGMENT)):
+            ri = instance_radius(sqrt_k00, L, delta, n, p=unit)
+            radii[key] = _max(radii[key], ri)
+            methods[key] += "; max with the instance radius (exact sqrt K(x0,x0), layer-wise L)"
     return Corollary1Result(
-        n=int(n),
-        M=M,
-        x0_norm=x0_norm,
-        delta=delta,
-        l1=l1_ball_radius(x0_norm, delta, n, M, entropy=entropy),
-        segment=segment_radius(x0_norm, delta, M, form=segment_form),
-        entropy_value=a,
-        method=entropy,
-        segment_form=segment_form,
-        l1_eq10=l1_ball_radius_eq10(x0_norm, delta, n, M),
-        segment_eq12=segment_radius(x0_norm, delta, M, form="eq12"),
+        n=int(n), M=M, x0_norm=x0_norm, delta=delta, l1=radii["l1"], l2=radii["l2"], linf=radii["linf"],
+        segment=radii["segment"], method=method, methods=methods, entropy=entropy, entropy_value=a,
+        segment_form=segment_form, l1_eq10=l1_ball_radius_eq10(x0_norm, delta, n, M),
+        segment_eq12=segment_radius(x0_norm, delta, M, form="eq12"), instance=instance,
+        sqrt_k00=sqrt_k00, L=L,
     )
 
 
@@ -414,12 +698,19 @@ def _lp_setup(p, x0, n):
     return p, x0, n, None, x0 if isinstance(x0, torch.Tensor) else None
 
 
-def lp_radius(p, x0, delta, M, n=None, entropy="numeric"):
-    r"""Remark 5: certified lp-ball radius, the l1 radius divided by :math:`n^{1-1/p}`.
+def lp_radius(p, x0, delta, M, n=None, entropy="numeric", method="comparison"):
+    r"""Certified :math:`\ell_p`-ball radius (Remark 5; the comparison step by default).
+
+    ``method="comparison"`` (default): :func:`comparison_radius`,
+
+    .. math:: r_p = \frac{\|x_0\|_2}{M}\,\frac{\delta}{\sqrt{2/\pi}\,E\|g\|_q + s_p(1+\delta)}.
+
+    ``method="dudley"``: the paper's Remark 5, the :math:`\ell_1` radius divided by :math:`n^{1-1/p}`,
 
     .. math:: r_p = r_1 / n^{1 - 1/p}, \qquad \|x - x_0\|_1 \le n^{1-1/p}\|x - x_0\|_p \quad\text{(eq. 23)}
 
     so :math:`B^p_{r_p}(x_0) \subseteq B^1_{r_1}(x_0)` and the same probability bound holds.
+    The comparison radius is never smaller (``tests/test_comparison_radii.py``).
 
     Parameters
     ----------
@@ -434,17 +725,22 @@ def lp_radius(p, x0, delta, M, n=None, entropy="numeric"):
     n : int, optional
         Dimension, required when ``x0`` holds norms.
     entropy : {"numeric", "closed", "paper", "maurey"}
+        Entropy integral of the Dudley route.
+    method : {"comparison", "dudley"}
 
     Returns
     -------
     float, ndarray or tensor
     """
+    method = _method(method)
     p, x0_norm, n, _, like = _lp_setup(p, x0, n)
     if isinstance(x0_norm, torch.Tensor):
         like = x0_norm
+    like = like if like is not None else _is_torch(delta)
+    if method == "comparison":
+        return _out(np.asarray(comparison_radius(_np(x0_norm), _np(delta), n, M, p=p)), like)
     r1 = np.asarray(l1_ball_radius(_np(x0_norm), _np(delta), n, M, entropy=entropy))
     expo = 1.0 if math.isinf(p) else 1.0 - 1.0 / p
-    like = like if like is not None else _is_torch(delta)
     return _out(r1 / float(n) ** expo, like)
 
 
@@ -452,7 +748,7 @@ def _np(v):
     return v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else v
 
 
-def relative_lp_radius(p, x0, delta, M, n=None, x0_norm_p=None, entropy="numeric"):
+def relative_lp_radius(p, x0, delta, M, n=None, x0_norm_p=None, entropy="numeric", method="comparison"):
     r"""Remark 5: :func:`lp_radius` divided by :math:`\|x_0\|_p`.
 
     For entries :math:`\Theta(1)`, :math:`\|x_0\|_p = \Theta(n^{1/p})` and the relative radius
@@ -460,13 +756,13 @@ def relative_lp_radius(p, x0, delta, M, n=None, x0_norm_p=None, entropy="numeric
 
     Parameters
     ----------
-    p, x0, delta, M, n, entropy
+    p, x0, delta, M, n, entropy, method
         As :func:`lp_radius`.
     x0_norm_p : float, array_like or tensor, optional
         :math:`\|x_0\|_p`; required when ``x0`` holds l2 norms (``n`` given), computed otherwise.
     """
     p_, x0_norm, n_, pts, like = _lp_setup(p, x0, n)
-    r = lp_radius(p, x0, delta, M, n=n, entropy=entropy)
+    r = lp_radius(p, x0, delta, M, n=n, entropy=entropy, method=method)
     if pts is not None:
         nrm = pts.norm(p=p_, dim=-1)
     else:

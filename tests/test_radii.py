@@ -149,13 +149,13 @@ def test_linear_kernel_oracle_ball(n):
 # ----------------------------------------------------------------------------- Corollary 1, Remark 5
 def test_corollary1_uses_theorem2_metadata():
     arch = SimpleNamespace(n=3072, input_pixels=1024, flatten_pixels=64)
-    res = corollary1(arch, 32.0, np.array([0.01, 0.1]))
-    assert res.M == 4.0 and res.n == 3072 and res.method == "numeric"
+    res = corollary1(arch, 32.0, np.array([0.01, 0.1]), method="dudley")
+    assert res.M == 4.0 and res.n == 3072 and res.method == "dudley" and res.entropy == "numeric"
     assert res.entropy_value == pytest.approx(entropy_integral(3072))
     assert np.allclose(res.l1, l1_ball_radius(32.0, np.array([0.01, 0.1]), 3072, 4.0), rtol=1e-15)
     assert np.allclose(res.segment, segment_radius(32.0, np.array([0.01, 0.1]), 4.0), rtol=1e-15)
     x = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(0), dtype=DT)
-    resb = corollary1(arch, x, 0.1, entropy="closed")
+    resb = corollary1(arch, x, 0.1, entropy="closed", method="dudley")
     assert isinstance(resb.l1, torch.Tensor) and resb.l1.shape == (3,) and resb.l1.dtype == DT
     assert torch.allclose(resb.x0_norm, x.reshape(3, -1).norm(dim=1))
 
@@ -186,7 +186,7 @@ def test_lp_radius_is_contained_in_l1_ball(p):
     n = 50
     x0 = torch.rand(n, generator=torch.Generator().manual_seed(1), dtype=DT)
     r1 = l1_ball_radius(float(x0.norm()), 0.1, n, 2.0)
-    rp = lp_radius(p, x0, 0.1, 2.0)
+    rp = lp_radius(p, x0, 0.1, 2.0, method="dudley")
     pf = {"linf": math.inf, "l2": 2.0}.get(p, p)
     # the extreme point: all coordinates equal -> lp norm rp, l1 norm n^{1-1/p} rp == r1
     z = torch.ones(n, dtype=DT) * rp / (1.0 if math.isinf(pf) else n ** (1 / pf))
@@ -196,10 +196,10 @@ def test_lp_radius_is_contained_in_l1_ball(p):
     w = torch.randn(2000, n, generator=torch.Generator().manual_seed(2), dtype=DT)
     w = w / w.norm(p=pf, dim=1, keepdim=True) * rp * torch.rand(2000, 1, dtype=DT)
     assert float(w.norm(p=1, dim=1).max()) <= r1 * (1 + 1e-12)
-    rel = relative_lp_radius(p, x0, 0.1, 2.0)
+    rel = relative_lp_radius(p, x0, 0.1, 2.0, method="dudley")
     assert float(rel) == pytest.approx(float(rp) / float(x0.norm(p=pf)), rel=1e-12)
     # norm mode (n given, x0 as its l2 norm)
-    assert lp_radius(p, float(x0.norm()), 0.1, 2.0, n=n) == pytest.approx(float(rp), rel=1e-14)
+    assert lp_radius(p, float(x0.norm()), 0.1, 2.0, n=n, method="dudley") == pytest.approx(float(rp), rel=1e-14)
 
 
 def test_vectorised_over_delta_and_batch():
