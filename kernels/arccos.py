@@ -24,6 +24,11 @@ Derivatives (Price's theorem / direct differentiation; finite at ``R = 0``):
 
 Where ``a = 0`` or ``b = 0`` (a zero input / zero variance) the kernels take their limits
 (``k_1 = k_2 = F = 0``, ``k_0 = 1/2``) and the gradient terms that would divide by 0 are 0.
+This decision is made per point (a point is zero iff its own variance is 0), never from the
+product ``a b``; and every path computes in the normalised form ``s = sqrt(a) sqrt(b)``,
+``c = k / s``, ``k_m = s^m J_m(theta) / pi``, so nothing overflows or underflows before the
+kernel itself does (variances from ~1e-308 up to ~1e308; ``a b`` would leave the float64
+range beyond ~1e154 or below ~1e-154).
 
 References
 ----------
@@ -57,24 +62,31 @@ def _check_order(order):
 
 
 def _forward_values(a, b, k, order: int):
-    """Kernel value and the intermediates, on broadcast tensors (no autograd)."""
-    ab = a * b
-    pos = ab > 0
-    s = torch.sqrt(ab)
-    safe_s = torch.where(pos, s, torch.ones_like(s))
-    c = torch.where(pos, k / safe_s, torch.zeros_like(s)).clamp_(-1.0, 1.0)
-    kc = c * s  # k clamped into [-sqrt(ab), sqrt(ab)]
+    """Kernel value and the intermediates, on broadcast tensors (no autograd).
+
+    Normalised form: ``s = sqrt(a) sqrt(b)`` (a product of square roots: ``a * b`` overflows for
+    variances beyond ~1e154 and underflows to a subnormal or 0 below ~1e-154 although the kernel
+    fits), ``c = k / s`` and the value ``s^m J_m(c) / pi``.  A point is "zero" iff its own variance
+    is 0 (``a == 0`` or ``b == 0``, decided per point, never from the product), so a Gram matrix
+    is consistent: a tiny but positive variance is an ordinary point.
+
+    Returns ``val, c, sin, pmt``: the value, the clamped cosine, ``sin(theta)`` and ``pi - theta``.
+    """
+    s = torch.sqrt(a) * torch.sqrt(b)  # sqrt(k_xx k_yy) without forming k_xx k_yy
+    pos = (a > 0) & (b > 0)  # s > 0 wherever pos: sqrt(a) >= 2.2e-162, so s >= the smallest subnormal
+    c = torch.where(pos, k / torch.where(pos, s, torch.ones_like(s)), torch.zeros_like(s)).clamp_(-1.0, 1.0)
     pmt = _PI - torch.arccos(c)  # pi - theta
-    # R = sqrt(ab - k^2) = sqrt(ab) sin(theta), with sin(theta) = sqrt((1 - c)(1 + c)): computing
-    # ab - kc^2 directly cancels catastrophically near |c| = 1 (relative error ~ sqrt(ulp))
-    R = s * torch.sqrt((1.0 - c) * (1.0 + c))
+    # sin(theta) = sqrt((1 - c)(1 + c)): 1 - c is exact near c = 1, where 1 - c^2 (or ab - k^2) would cancel
+    # catastrophically (relative error ~ sqrt(ulp)); J_1 is well conditioned in c, its terms are not
+    sin = torch.sqrt((1.0 - c) * (1.0 + c))
     if order == 0:
         val = pmt / _PI
     elif order == 1:
-        val = (R + pmt * kc) / _PI
+        val = s * (sin + pmt * c) / _PI  # zero where a point is zero (s = 0)
     else:
-        val = (3.0 * kc * R + pmt * (ab + 2.0 * kc * kc)) / _PI
-    return val, pmt, R, kc, pos
+        # s * (s * J_2): never forms s^2 alone (J_2 -> 0 at c = -1, where s^2 may overflow but the value does not)
+        val = s * (s * (3.0 * c * sin + pmt * (1.0 + 2.0 * c * c))) / _PI
+    return val, c, sin, pmt
 
 
 #: entries per chunk of the fused eager order-1 map: the five chunk buffers (~2.5 MB in
@@ -150,7 +162,7 @@ def _k1_chunked(sa, sb, k, shape, scale):
 
 
 def _k1_plain(a, b, k):
-    s = torch.sqrt(a * b)
+    s = torch.sqrt(a) * torch.sqrt(b)  # as in _k1_eager: no a * b (overflow/underflow)
     c = torch.nan_to_num(k / s, nan=0.0, posinf=0.0, neginf=0.0).clamp(-1.0, 1.0)
     return s * (torch.sqrt((1.0 - c) * (1.0 + c)) + (_PI - torch.arccos(c)) * c) / _PI
 
@@ -176,40 +188,46 @@ class _ArcCos(torch.autograd.Function):
             if _COMPILED["on"]:
                 return _COMPILED["fn"](a, b, k).mul_(scale)
             return _k1_eager(a, b, k, scale)
-        val, pmt, R, kc, pos = _forward_values(a, b, k, order)
+        val, c, sin, pmt = _forward_values(a, b, k, order)
         ctx.order = order
         ctx.scale = scale
         ctx.shapes = (a.shape, b.shape, k.shape)
-        ctx.save_for_backward(a, b, kc, pmt, R, pos)
+        ctx.save_for_backward(a, b, c, sin, pmt)
         return val.mul_(scale)
 
     @staticmethod
     def backward(ctx, g):
-        a, b, kc, pmt, R, pos = ctx.saved_tensors
+        # the derivatives of the module docstring in the normalised form (kc = c s, R = s sin theta,
+        # s = sqrt(a) sqrt(b)), so no product a * b is formed here either
+        a, b, c, sin, pmt = ctx.saved_tensors
         order = ctx.order
-        zero = torch.zeros((), dtype=R.dtype, device=R.device)
-        safe_a = torch.where(a > 0, a, torch.ones_like(a))
-        safe_b = torch.where(b > 0, b, torch.ones_like(b))
-        if order == 1:
-            gk = pmt / _PI
-            ga = R / (2.0 * _PI * safe_a)
-            gb = R / (2.0 * _PI * safe_b)
-        elif order == 2:
-            gk = 4.0 * (R + pmt * kc) / _PI
-            ga = (kc * R / safe_a + pmt * b) / _PI
-            gb = (kc * R / safe_b + pmt * a) / _PI
+        zero = torch.zeros((), dtype=c.dtype, device=c.device)
+        apos, bpos = a > 0, b > 0  # per point, as in the forward (a, b: usually small broadcast factors)
+        pos = apos & bpos
+        sa, sb = torch.sqrt(a), torch.sqrt(b)
+        if order == 0:
+            R = (sa * sb) * sin
+            ok = pos & (R > 0)  # the cone's tip (R = 0) and zero points: gradient 0 (module docstring)
+            gk = torch.where(ok, 1.0 / (_PI * torch.where(ok, R, 1.0)), zero)
+            h = torch.where(ok, c / (-2.0 * _PI * torch.where(ok, sin, 1.0)), zero)  # -kc / (2 pi R) = -c / (2 pi sin)
+            ga = h / torch.where(apos, a, 1.0)
+            gb = h / torch.where(bpos, b, 1.0)
         else:
-            ok = pos & (R > 0)
-            safe_R = torch.where(ok, R, torch.ones_like(R))
-            gk = torch.where(ok, 1.0 / (_PI * safe_R), zero)
-            ga = torch.where(ok, -kc / (2.0 * _PI * safe_a * safe_R), zero)
-            gb = torch.where(ok, -kc / (2.0 * _PI * safe_b * safe_R), zero)
-        ga = torch.where(pos, ga, zero)
-        gb = torch.where(pos, gb, zero)
+            if order == 1:
+                gk = pmt / _PI
+                ga = sin * (sb / (2.0 * _PI * torch.where(apos, sa, 1.0)))  # R / (2 pi a)
+                gb = sin * (sa / (2.0 * _PI * torch.where(bpos, sb, 1.0)))
+            else:
+                gk = 4.0 * (sa * sb) * (sin + pmt * c) / _PI  # 4 k_1
+                t = (c * sin + pmt) / _PI
+                ga = b * t  # (kc R / a + (pi - theta) b) / pi
+                gb = a * t
+            ga = torch.where(pos, ga, zero)
+            gb = torch.where(pos, gb, zero)
         g = g * ctx.scale
-        sa, sb, sk = ctx.shapes
-        out_a = (g * ga).sum_to_size(sa) if ctx.needs_input_grad[0] else None
-        out_b = (g * gb).sum_to_size(sb) if ctx.needs_input_grad[1] else None
+        sa_, sb_, sk = ctx.shapes
+        out_a = (g * ga).sum_to_size(sa_) if ctx.needs_input_grad[0] else None
+        out_b = (g * gb).sum_to_size(sb_) if ctx.needs_input_grad[1] else None
         out_k = (g * gk).sum_to_size(sk) if ctx.needs_input_grad[2] else None
         return out_a, out_b, out_k, None, None
 

@@ -146,3 +146,77 @@ def test_arc_cosine_kernel_gpytorch_batch_active_dims_and_float64(order):
     Z = torch.cat([torch.randn(2, 5, 1, generator=g), X], dim=-1)  # column 0 is ignored
     Ka = ArcCosineKernel(order, active_dims=torch.arange(1, 5))(Z).to_dense()
     torch.testing.assert_close(Ka, K, rtol=1e-12, atol=1e-12)
+
+
+# ---------------------------------------------------------------------------- extreme but valid scales
+def _moments(X, Y):
+    return (X * X).sum(-1)[:, None], (Y * Y).sum(-1)[None, :], X @ Y.T
+
+
+@pytest.mark.parametrize("lam", [1e77, 1e-150])
+def test_scale_invariance_at_extreme_scales_all_paths(monkeypatch, lam):
+    """k_m(lam^2 a, lam^2 b, lam^2 k) = lam^(2m) k_m(a, b, k) where the products a b (1e310 or 1e-600)
+    over- or underflow but the moments and the kernel fit in float64 (order 2 at 1e77 would overflow
+    itself: skipped).  Every evaluation path: autograd (forward + gradients), fused eager, chunked,
+    and the function torch.compile would compile.  Tolerance 1e-13 relative (measured ~3e-16).
+    Before the normalised form: NaN at 1e77 (a b = inf) and 0 at 1e-150 (a b = 0) on the autograd path."""
+    import gpbound.kernels.arccos as arccos_mod
+
+    g = torch.Generator().manual_seed(3)
+    X = torch.randn(4, 3, generator=g, dtype=torch.float64) * 8.0  # moments ~ 1e2: a b * lam^4 leaves the range
+    Y = torch.randn(5, 3, generator=g, dtype=torch.float64) * 8.0
+    a, b, k = _moments(X, Y)
+    L = lam * lam
+    for order in (0, 1, 2):
+        if order == 2 and lam > 1:
+            continue
+        want = arc_cosine_from_cov(a, b, k, order) * L ** order
+        got = arc_cosine_from_cov(a * L, b * L, k * L, order)
+        torch.testing.assert_close(got, want, rtol=1e-13, atol=0)
+        # gradients: d/dk and d/da of k_m scale as L^(m-1)
+        A, B, Kx = (t.clone().requires_grad_(True) for t in (a, b, k))
+        As, Bs, Ks = (t.clone().mul(L).requires_grad_(True) for t in (a, b, k))
+        ref = torch.autograd.grad(arc_cosine_from_cov(A, B, Kx, order).sum(), [A, B, Kx])
+        out = torch.autograd.grad(arc_cosine_from_cov(As, Bs, Ks, order).sum(), [As, Bs, Ks])
+        for r, o in zip(ref, out):
+            assert torch.isfinite(o).all()
+            torch.testing.assert_close(o, r * L ** (order - 1), rtol=1e-12, atol=0)
+    want = relu_expectation(a, b, k) * L
+    torch.testing.assert_close(relu_expectation(a * L, b * L, k * L), want, rtol=1e-13, atol=0)  # fused eager
+    torch.testing.assert_close(arccos_mod._k1_plain(a * L, b * L, k * L) / 2, want, rtol=1e-13, atol=0)
+    monkeypatch.setattr(arccos_mod, "_CHUNK", 7)
+    monkeypatch.setattr(arccos_mod, "_CHUNK_MIN", 1)
+    torch.testing.assert_close(relu_expectation(a * L, b * L, k * L), want, rtol=1e-13, atol=0)  # chunked
+
+
+def test_order2_at_antiparallel_inputs_with_overflowing_product():
+    """c = -1: k_2 = 0 although a b = 1e400 overflows (the value is s * (s * J_2) with J_2(pi) = 0)."""
+    a = torch.tensor([1e200], dtype=torch.float64)
+    assert float(arc_cosine_from_cov(a, a, -a, 2)) == 0.0
+    assert float(arc_cosine_from_cov(a, a, -a, 1)) == 0.0
+    assert float(arc_cosine_from_cov(a, a, -a, 0)) == 0.0
+
+
+def test_subnormal_squared_norm_gives_psd_gram():
+    """A point whose squared norm underflows to a subnormal (|x|^2 = 1e-320) is an ordinary nonzero point:
+    the "zero input" decision is made once per point (its own variance is 0), not per pair from the
+    product a b (which underflows to 0 on the diagonal only and gave the order-0 Gram [[1, 1], [1, 0.5]],
+    eigenvalue -0.28).  Points: x, tiny multiples of x (+ and -), the zero vector, an orthogonal direction.
+    Check: symmetric, order-0 diagonal 1 (1/2 for the zero point), min eigenvalue >= -4 eps max|K|."""
+    X = torch.tensor([[1.0, 0.0], [1e-160, 0.0], [0.0, 0.0], [-3e-161, 0.0], [0.0, 0.7]], dtype=torch.float64)
+    # (the other point is orthogonal: a subnormal |x|^2 carries an absolute rounding of ~5e-324, i.e. a relative
+    # error up to ~1e-5 at 1e-320, which the moments pass on to c for a generic direction; that is the input's
+    # precision, not the kernel's)
+    eps = torch.finfo(torch.float64).eps
+    for order in (0, 1, 2):
+        for K in (arc_cosine(X, X, order), arc_cosine_from_cov(*_moments(X, X), order=order),
+                  ArcCosineKernel(order)(X).to_dense()):
+            assert torch.equal(K, K.T)
+            ev = torch.linalg.eigvalsh(K)
+            assert float(ev.min()) >= -4 * eps * float(K.abs().max()), (order, ev)
+        if order == 0:
+            assert K.diagonal().tolist() == [1.0, 1.0, 0.5, 1.0, 1.0]
+            assert float(K[0, 1]) == 1.0 and float(K[0, 3]) == 0.0  # parallel / antiparallel
+    # the brief's two-point example, exactly
+    K = arc_cosine(X[:2], X[:2], 0)
+    assert K.tolist() == [[1.0, 1.0], [1.0, 1.0]]
