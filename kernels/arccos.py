@@ -61,6 +61,27 @@ def _check_order(order):
     return int(order)
 
 
+def _root_product(a, b):
+    """``sqrt(a b)`` for variances ``a, b >= 0`` (broadcast), without overflow or underflow.
+
+    ``sqrt(a * b)`` when all nonzero products of the call are normal numbers: then ``a = b`` gives
+    ``s = a`` exactly (``sqrt(fl(a^2)) = a`` in binary floating point), so coincident inputs get
+    ``c = k / s = 1`` exactly and the gradients at the cone's tip keep their documented values;
+    otherwise the normalised ``sqrt(a) sqrt(b)`` (may differ from ``sqrt(ab)`` by an ulp).  The
+    range check costs a reduction over ``a`` and ``b``, usually small broadcast factors of ``k``.
+    """
+    fi = torch.finfo(a.dtype)
+    big = torch.tensor(math.inf, dtype=a.dtype, device=a.device)
+    amin = torch.where(a > 0, a, big).amin() if a.numel() else big
+    bmin = torch.where(b > 0, b, big).amin() if b.numel() else big
+    amax = a.amax() if a.numel() else big.new_zeros(())
+    bmax = b.amax() if b.numel() else big.new_zeros(())
+    pmin, pmax = torch.stack([amin * bmin, amax * bmax]).tolist()  # inf: no nonzero product (or an overflow)
+    if pmin >= 16 * fi.tiny and pmax <= fi.max / 16:  # every nonzero product a normal number, with a margin
+        return torch.sqrt(a * b)
+    return torch.sqrt(a) * torch.sqrt(b)
+
+
 def _forward_values(a, b, k, order: int):
     """Kernel value and the intermediates, on broadcast tensors (no autograd).
 
@@ -72,9 +93,11 @@ def _forward_values(a, b, k, order: int):
 
     Returns ``val, c, sin, pmt``: the value, the clamped cosine, ``sin(theta)`` and ``pi - theta``.
     """
-    s = torch.sqrt(a) * torch.sqrt(b)  # sqrt(k_xx k_yy) without forming k_xx k_yy
-    pos = (a > 0) & (b > 0)  # s > 0 wherever pos: sqrt(a) >= 2.2e-162, so s >= the smallest subnormal
-    c = torch.where(pos, k / torch.where(pos, s, torch.ones_like(s)), torch.zeros_like(s)).clamp_(-1.0, 1.0)
+    s = _root_product(a, b)  # sqrt(k_xx k_yy); never over- or underflows where the kernel fits
+    c = k / s  # s > 0 wherever a, b > 0 (sqrt(a) sqrt(b) >= sqrt(2^-1074)^2 = the smallest subnormal)
+    if not (bool((a > 0).all()) and bool((b > 0).all())):
+        c = torch.where((a > 0) & (b > 0), c, 0.0)  # zero points (k / 0 = nan or inf): c = 0
+    c.clamp_(-1.0, 1.0)
     pmt = _PI - torch.arccos(c)  # pi - theta
     # sin(theta) = sqrt((1 - c)(1 + c)): 1 - c is exact near c = 1, where 1 - c^2 (or ab - k^2) would cancel
     # catastrophically (relative error ~ sqrt(ulp)); J_1 is well conditioned in c, its terms are not
@@ -203,32 +226,46 @@ class _ArcCos(torch.autograd.Function):
         order = ctx.order
         zero = torch.zeros((), dtype=c.dtype, device=c.device)
         apos, bpos = a > 0, b > 0  # per point, as in the forward (a, b: usually small broadcast factors)
-        pos = apos & bpos
         sa, sb = torch.sqrt(a), torch.sqrt(b)
-        if order == 0:
-            R = (sa * sb) * sin
-            ok = pos & (R > 0)  # the cone's tip (R = 0) and zero points: gradient 0 (module docstring)
-            gk = torch.where(ok, 1.0 / (_PI * torch.where(ok, R, 1.0)), zero)
-            h = torch.where(ok, c / (-2.0 * _PI * torch.where(ok, sin, 1.0)), zero)  # -kc / (2 pi R) = -c / (2 pi sin)
-            ga = h / torch.where(apos, a, 1.0)
-            gb = h / torch.where(bpos, b, 1.0)
-        else:
-            if order == 1:
-                gk = pmt / _PI
-                ga = sin * (sb / (2.0 * _PI * torch.where(apos, sa, 1.0)))  # R / (2 pi a)
-                gb = sin * (sa / (2.0 * _PI * torch.where(bpos, sb, 1.0)))
-            else:
-                gk = 4.0 * (sa * sb) * (sin + pmt * c) / _PI  # 4 k_1
-                t = (c * sin + pmt) / _PI
-                ga = b * t  # (kc R / a + (pi - theta) b) / pi
-                gb = a * t
-            ga = torch.where(pos, ga, zero)
-            gb = torch.where(pos, gb, zero)
         g = g * ctx.scale
-        sa_, sb_, sk = ctx.shapes
-        out_a = (g * ga).sum_to_size(sa_) if ctx.needs_input_grad[0] else None
-        out_b = (g * gb).sum_to_size(sb_) if ctx.needs_input_grad[1] else None
-        out_k = (g * gk).sum_to_size(sk) if ctx.needs_input_grad[2] else None
+        shape_a, shape_b, shape_k = ctx.shapes
+        need_a, need_b, need_k = ctx.needs_input_grad[:3]
+        out_a = out_b = out_k = None
+        # a zero point gets the gradient 0: where b = 0 (sb = 0) the order-1/2 terms below vanish by
+        # themselves; where a = 0 the (small) reduced gradient is masked after the reduction
+        if order == 1:
+            if need_k:
+                out_k = (g * pmt).div_(_PI).sum_to_size(shape_k)
+            if need_a or need_b:
+                gs = g * sin  # dk_1/da = R / (2 pi a) = sin * sqrt(b) / (2 pi sqrt(a))
+                if need_a:
+                    ra = (gs * sb).sum_to_size(shape_a)
+                    out_a = torch.where(apos, ra / (2.0 * _PI * torch.where(apos, sa, 1.0)), zero)
+                if need_b:
+                    rb = (gs * sa).sum_to_size(shape_b)
+                    out_b = torch.where(bpos, rb / (2.0 * _PI * torch.where(bpos, sb, 1.0)), zero)
+        elif order == 2:
+            if need_k:
+                out_k = (g * (sa * sb) * (sin + pmt * c)).mul_(4.0 / _PI).sum_to_size(shape_k)  # 4 k_1
+            if need_a or need_b:
+                # dk_2/da = (kc R / a + (pi - theta) b) / pi = b (c sin + pmt) / pi
+                gt = g * (c * sin + pmt) / _PI
+                if need_a:
+                    out_a = torch.where(apos, (gt * b).sum_to_size(shape_a), zero)
+                if need_b:
+                    out_b = torch.where(bpos, (gt * a).sum_to_size(shape_b), zero)
+        else:
+            R = (sa * sb) * sin
+            ok = apos & bpos & (R > 0)  # the cone's tip (R = 0) and zero points: gradient 0 (docstring)
+            if need_k:
+                out_k = (g * torch.where(ok, 1.0 / (_PI * torch.where(ok, R, 1.0)), zero)).sum_to_size(shape_k)
+            if need_a or need_b:
+                # -kc / (2 pi a R) = -c / (2 pi a sin)
+                h = g * torch.where(ok, c / (-2.0 * _PI * torch.where(ok, sin, 1.0)), zero)
+                if need_a:
+                    out_a = (h / torch.where(apos, a, 1.0)).sum_to_size(shape_a)
+                if need_b:
+                    out_b = (h / torch.where(bpos, b, 1.0)).sum_to_size(shape_b)
         return out_a, out_b, out_k, None, None
 
 

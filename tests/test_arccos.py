@@ -220,3 +220,23 @@ def test_subnormal_squared_norm_gives_psd_gram():
     # the brief's two-point example, exactly
     K = arc_cosine(X[:2], X[:2], 0)
     assert K.tolist() == [[1.0, 1.0], [1.0, 1.0]]
+
+
+def test_coincident_moments_are_exact_on_the_autograd_path():
+    """a = b = k (x with itself): c = 1 exactly, so k_0 = 1 to the last bit (k_1 = a, k_2 = 3 a^2 up to the rounding
+    of the final products) and the order-0 gradient at the cone's tip is the documented 0 (sqrt(a * a) = a exactly;
+    sqrt(a) * sqrt(a) may miss by an ulp, which gives c = 1 - 1e-16, k_0 = 1 - 5e-9 and a gradient ~1e8)."""
+    g = torch.Generator().manual_seed(4)
+    e = torch.randint(-30, 30, (200,), generator=g).double()
+    a = (torch.rand(200, generator=g, dtype=torch.float64) + 0.01) * 10.0 ** e
+    for order, want in ((0, torch.ones_like(a)), (1, a), (2, 3 * a * a)):
+        A = a.clone().requires_grad_(True)
+        K = a.clone().requires_grad_(True)
+        val = arc_cosine_from_cov(A, a, K, order)
+        if order == 0:
+            assert torch.equal(val.detach(), want)
+        else:
+            torch.testing.assert_close(val.detach(), want, rtol=4e-16, atol=0)
+        if order == 0:
+            ga, gk = torch.autograd.grad(val.sum(), [A, K])
+            assert not ga.any() and not gk.any()
