@@ -25,10 +25,11 @@ Derivatives (Price's theorem / direct differentiation; finite at ``R = 0``):
 Where ``a = 0`` or ``b = 0`` (a zero input / zero variance) the kernels take their limits
 (``k_1 = k_2 = F = 0``, ``k_0 = 1/2``) and the gradient terms that would divide by 0 are 0.
 This decision is made per point (a point is zero iff its own variance is 0), never from the
-product ``a b``; and every path computes in the normalised form ``s = sqrt(a) sqrt(b)``,
-``c = k / s``, ``k_m = s^m J_m(theta) / pi``, so nothing overflows or underflows before the
-kernel itself does (variances from ~1e-308 up to ~1e308; ``a b`` would leave the float64
-range beyond ~1e154 or below ~1e-154).
+product ``a b``; and every path computes in the normalised form ``c = k / s``,
+``k_m = s^m J_m(theta) / pi`` with ``s = sqrt(a) sqrt(b)`` (the autograd path uses
+``sqrt(a b)``, exact at coincident inputs, while all products ``a b`` of the call are normal
+numbers), so nothing overflows or underflows before the kernel itself does (variances from
+~1e-308 up to ~1e308; ``a b`` alone leaves the float64 range beyond ~1e154 or below ~1e-154).
 
 References
 ----------
@@ -85,9 +86,9 @@ def _root_product(a, b):
 def _forward_values(a, b, k, order: int):
     """Kernel value and the intermediates, on broadcast tensors (no autograd).
 
-    Normalised form: ``s = sqrt(a) sqrt(b)`` (a product of square roots: ``a * b`` overflows for
-    variances beyond ~1e154 and underflows to a subnormal or 0 below ~1e-154 although the kernel
-    fits), ``c = k / s`` and the value ``s^m J_m(c) / pi``.  A point is "zero" iff its own variance
+    Normalised form: ``s = sqrt(ab)`` by :func:`_root_product` (never from an overflowing or
+    underflowing ``a * b``: that happens for variances beyond ~1e154 or below ~1e-154 although the
+    kernel fits), ``c = k / s`` and the value ``s^m J_m(c) / pi``.  A point is "zero" iff its own variance
     is 0 (``a == 0`` or ``b == 0``, decided per point, never from the product), so a Gram matrix
     is consistent: a tiny but positive variance is an ordinary point.
 
