@@ -30,7 +30,8 @@ def test_affine_exact(n, norm):
     b = torch.randn(B, generator=g, dtype=torch.float64)
     x0 = torch.randn(B, n, generator=g, dtype=torch.float64)
     f = lambda x: (x * w).sum(-1) + b  # noqa: E731
-    res = minimal_distance(f, x0, norm, steps=30)
+    # w, b per row: f takes exactly B rows, so no row can be re-evaluated alone
+    res = minimal_distance(f, x0, norm, steps=30, reverify_alone=False)
     exact = affine_minimal_distance(w, b, x0, norm)
     assert bool(res.success.all())
     rel = (res.distance - exact) / exact
@@ -221,3 +222,32 @@ def test_l1_not_beaten_by_exhaustive_single_coordinate_search(s):
             for frac in torch.linspace(0.05, 0.97, 20).tolist():
                 y = net(x0[b] + frac * float(res.distance[b]) * E).reshape(-1)
                 assert bool((y * y0[b] > 0).all()), (b, frac)
+
+
+class _DataDependent(torch.nn.Module):
+    """A module vmap cannot trace (Python control flow on a tensor value)."""
+
+    def __init__(self, d):
+        super().__init__()
+        self.lin = torch.nn.Linear(d, 1).double()
+
+    def forward(self, x):
+        y = self.lin(x)
+        return y if bool(y.sum() > -1e300) else -y
+
+
+def test_ensemble_vmap_fallback_warns_and_never_hides_errors():
+    nets = [_DataDependent(3) for _ in range(2)]
+    ens = NetworkEnsemble(nets, points_per_network=2)
+    # an input error is raised (it fails in the loop too), and vectorize stays on
+    with pytest.raises(RuntimeError):
+        ens(torch.zeros(4, 5, dtype=torch.float64))
+    assert ens.vectorize
+    x = torch.randn(4, 3, dtype=torch.float64)
+    with pytest.warns(RuntimeWarning, match="vmap failed"):
+        y = ens(x)
+    assert not ens.vectorize
+    with torch.no_grad():
+        ref = torch.cat([nets[k](x[2 * k:2 * k + 2])[:, 0] for k in range(2)])
+        assert torch.allclose(y, ref)
+        assert torch.allclose(ens.evaluate_alone(x), ref)

@@ -24,11 +24,10 @@ from typing import Optional, Tuple
 
 import torch
 
-from .verify import evaluate, is_adversarial, value_and_grad
+from .verify import evaluate, flip_margin, is_adversarial, value_and_grad
 
 __all__ = ["coordinate_attack"]
 
-_MARGIN = 1e-9
 
 
 def coordinate_attack(f, x0: torch.Tensor, y0: torch.Tensor, t_max: torch.Tensor, k: int = 6, grid: int = 12,
@@ -63,6 +62,7 @@ def coordinate_attack(f, x0: torch.Tensor, y0: torch.Tensor, t_max: torch.Tensor
     tensor ``(B, n)``: the shortest flipping grid point per row (``x0`` where none flipped).
     """
     B, n = x0.shape
+    margin = flip_margin(y0, x0.dtype, candidate=True)  # candidates: above verify's margin
     k = max(1, min(int(k), n))
     _, g = value_and_grad(f, x0)
     coords = [g.abs().topk(k, dim=-1).indices]
@@ -78,7 +78,7 @@ def coordinate_attack(f, x0: torch.Tensor, y0: torch.Tensor, t_max: torch.Tensor
                 x[:, i] += sgn * t_max
                 if bounds is not None:
                     x = x.clamp(bounds[0], bounds[1])
-                if bool(is_adversarial(y0, evaluate(f, x), _MARGIN * y0.abs()).any()):
+                if bool(is_adversarial(y0, evaluate(f, x), margin).any()):
                     hits.append(i)
                     break
         if hits:
@@ -88,7 +88,6 @@ def coordinate_attack(f, x0: torch.Tensor, y0: torch.Tensor, t_max: torch.Tensor
     best_t = torch.full((B,), float("inf"), dtype=x0.dtype, device=x0.device)
     best_x = x0.clone()
     rows = torch.arange(B, device=x0.device)
-    margin = _MARGIN * y0.abs()
     for j in range(idx.shape[1]):
         i = idx[:, j]
         for s in (1.0, -1.0):

@@ -2,9 +2,11 @@
 
 THEORY section 6: for each norm run an ensemble of attacks and keep, per point,
 the smallest distance found; every reported distance is a verified label flip.
-Here each attack's candidate is checked (``f(x0) f(x_adv) < 0``) and bisected
-onto the boundary in float64 (far side kept), so the returned distance is an
-upper bound on the distance of a real crossing of ``f = 0``.
+Here each attack's candidate is checked (``f(x0) f(x_adv) < 0``, with the
+dtype-scaled margin of :func:`gpbound.attacks.verify.flip_margin`), bisected onto
+the boundary in the working dtype (far side kept) and re-verified alone (a fresh
+forward pass of each returned point as a batch of one), so the returned distance
+is an upper bound on the distance of a real crossing of ``f = 0``.
 """
 from __future__ import annotations
 
@@ -19,7 +21,8 @@ from .coordinate import coordinate_attack
 from .deepfool import linearization_attack
 from .fmn import ddn_attack, fmn_attack
 from .norms import lp_norm, parse_norm
-from .verify import evaluate, verify
+from .ensemble import NetworkEnsemble
+from .verify import evaluate, evaluate_alone, verify
 
 #: attacks run by default for each norm (keys of :data:`ATTACKS`)
 DEFAULT_ATTACKS = {1.0: ("linear", "fmn", "coord"), 2.0: ("linear", "fmn", "ddn"),
@@ -39,7 +42,8 @@ class AttackResult:
     x_adv : tensor ``(B, n)``
         The example, bisected onto the boundary, on the far side (``x0`` where none).
     success : tensor ``(B,)`` bool
-        Verified label flip ``f(x0) f(x_adv) < 0``.
+        Verified label flip ``f(x0) f(x_adv) < 0``, in the batched call of ``f`` and in a
+        fresh evaluation of the row alone (see :func:`gpbound.attacks.verify.verify`).
     norm : float
         ``p`` in {1, 2, inf}.
     per_attack : dict
@@ -56,6 +60,41 @@ class AttackResult:
     best_attack: list = field(default_factory=list)
 
 
+def _model_dtypes(f) -> set:
+    """Floating dtypes of the parameters and buffers of ``f`` when it is a ``torch.nn.Module`` or a
+    :class:`~gpbound.attacks.ensemble.NetworkEnsemble` (empty for other callables)."""
+    if isinstance(f, NetworkEnsemble):
+        tensors = list(f.params.values()) + list(f.buffers.values())
+    elif isinstance(f, torch.nn.Module):
+        tensors = list(f.parameters()) + list(f.buffers())
+    else:
+        return set()
+    return {t.dtype for t in tensors if torch.is_floating_point(t)}
+
+
+def _resolve_dtype(f, x0, dtype):
+    """Working dtype: ``dtype`` if given (it must match the model's), else the model's
+    parameter dtype, else ``x0``'s floating dtype, else float64."""
+    mdt = _model_dtypes(f)
+    if dtype is not None:
+        if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+            raise TypeError(f"dtype must be None or a floating torch.dtype (torch.float32, torch.float64); "
+                            f"got {dtype!r}")
+        if len(mdt) == 1 and dtype not in mdt:
+            (m,) = mdt
+            raise TypeError(f"dtype={dtype} does not match the parameters of f ({m}): pass dtype={m} "
+                            "or dtype=None (follow the model), or convert the model")
+        return dtype
+    if len(mdt) > 1:
+        raise TypeError(f"f has parameters of several floating dtypes {sorted(map(str, mdt))}: pass the "
+                        "working dtype explicitly (dtype=torch.float64 or torch.float32)")
+    if mdt:
+        return next(iter(mdt))
+    if torch.is_floating_point(x0):
+        return x0.dtype
+    return torch.float64
+
+
 def _check_inputs(f, x0, steps, bounds, dtype, device):
     if not callable(f):
         raise TypeError(f"f must be callable (B, n) -> (B,); got {type(f).__name__}")
@@ -63,8 +102,7 @@ def _check_inputs(f, x0, steps, bounds, dtype, device):
         x0 = torch.as_tensor(x0)
     if x0.dim() != 2 or x0.shape[0] == 0 or x0.shape[1] == 0:
         raise ValueError(f"x0 must have shape (B, n) with B, n >= 1; got {tuple(x0.shape)}")
-    if not torch.is_floating_point(x0):
-        x0 = x0.to(torch.float64)
+    dtype = _resolve_dtype(f, x0, dtype)
     x0 = x0.to(dtype=dtype, device=device if device is not None else x0.device)
     if not bool(torch.isfinite(x0).all()):
         raise ValueError("x0 must be finite (no NaN or inf entries)")
@@ -96,17 +134,21 @@ def minimal_distance(f: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor
                      steps: int = 100, bounds: Optional[Tuple[float, float]] = None,
                      generator: Optional[torch.Generator] = None,
                      attacks: Optional[Sequence[str]] = None, restarts: int = 0,
-                     bisection_steps: int = 50, dtype: torch.dtype = torch.float64,
-                     device=None) -> AttackResult:
+                     bisection_steps: int = 50, dtype: Optional[torch.dtype] = None,
+                     device=None, reverify_alone: bool = True) -> AttackResult:
     """Smallest verified lp distance from each ``x0`` to the decision boundary ``f = 0``.
 
     Runs an ensemble of minimal-norm attacks (the gradient-linearisation/DeepFool
     attack with boundary refinement, FMN for every norm, DDN for l2, and for l1 a line
     search along single coordinates, run last, up to the best distance found so far:
     :func:`gpbound.attacks.coordinate.coordinate_attack`), verifies each
-    candidate (label flip ``f(x0) f(x_adv) < 0``), bisects it onto the boundary
-    along ``[x0, x_adv]`` (``bisection_steps`` halvings in float64, far side kept),
-    and keeps per point the smallest distance (THEORY section 6).  The returned
+    candidate (label flip ``f(x0) f(x_adv) < 0`` with a margin of a few hundred
+    rounding units of ``|f(x0)|`` in the working dtype,
+    :func:`gpbound.attacks.verify.flip_margin`), bisects it onto the boundary along
+    ``[x0, x_adv]`` (``bisection_steps`` halvings in the working dtype, far side kept),
+    re-verifies each bisected point alone (a fresh forward pass of a batch of one row:
+    a point that no longer flips there is no success), and keeps per point the
+    smallest distance (THEORY section 6).  The returned
     ``distance`` is therefore an upper bound on the true minimal distance
     ``min {||x - x0||_p : sign f(x) != sign f(x0)}``; for affine ``f`` it equals
     ``|f(x0)| / ||w||_q`` up to bisection resolution.
@@ -141,8 +183,21 @@ def minimal_distance(f: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor
         distance ``d * 100**(-u)``, ``u ~ U(0, 1)``, from ``x0`` (``d`` the current best
         distance, or ``max(||x0||_p, 1)`` where none was found).
     bisection_steps : int, default 50
-    dtype : torch.dtype, default float64
+    dtype : torch.dtype or None, default None
+        Working dtype of ``x0`` and of the attack.  ``None`` follows the model: the
+        parameter dtype of ``f`` when it is a ``torch.nn.Module`` or a
+        :class:`~gpbound.attacks.ensemble.NetworkEnsemble`, else the dtype of ``x0`` if it is
+        floating, else float64.  A dtype that differs from the module's raises ``TypeError``
+        (as does ``None`` for a module with parameters of several dtypes).
+        In float32 every margin and the bisection resolution are float32's (relative
+        distance cost ~1e-4).
     device : optional torch device for ``x0``.
+    reverify_alone : bool, default True
+        Evaluate every returned point again alone (``f`` on a batch of one row, or
+        ``f.evaluate_alone(x, rows)`` where ``f`` has that method, as
+        :class:`~gpbound.attacks.ensemble.NetworkEnsemble` does) and count it only if it
+        flips there too.  ``False`` only for an ``f`` that takes exactly ``B`` rows (e.g.
+        parameters per row); without it such an ``f`` raises ``ValueError``.
 
     Returns
     -------
@@ -152,9 +207,11 @@ def minimal_distance(f: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor
     ------
     ValueError
         Unknown norm or attack, ``x0`` not ``(B, n)`` or not finite, ``f(x0)`` not
-        finite, ``steps < 1``, bad ``bounds``.
+        finite, ``steps < 1``, bad ``bounds``; ``f`` not accepting a batch of one row
+        while ``reverify_alone`` is true.
     TypeError
-        ``f`` not callable, not differentiable, or returning a non-tensor.
+        ``f`` not callable, not differentiable, or returning a non-tensor; ``dtype``
+        not matching the parameters of ``f``.
 
     References
     ----------
@@ -179,6 +236,8 @@ def minimal_distance(f: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor
     if not bool(torch.isfinite(y0).all()):
         raise ValueError("f(x0) must be finite for every row of x0")
     zero = y0 == 0
+    # each x0 alone: the reference label of the re-verification alone
+    y0_alone = evaluate_alone(f, x0, ~zero) if reverify_alone else None
     if bool(zero.any()):
         warnings.warn(f"{int(zero.sum())} point(s) have f(x0) = 0 (no label); "
                       "their distance is reported as 0 with success=False", RuntimeWarning)
@@ -205,7 +264,8 @@ def minimal_distance(f: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor
 
     def accept(label, cand):
         nonlocal best_d, best_x, best_ok
-        xb, d, ok = verify(f, x0, cand, p, y0=y0, bisection_steps=bisection_steps, bounds=bounds)
+        xb, d, ok = verify(f, x0, cand, p, y0=y0, bisection_steps=bisection_steps, bounds=bounds,
+                           y0_alone=y0_alone, reverify_alone=reverify_alone)
         per_attack[label] = d if label not in per_attack else torch.minimum(per_attack[label], d)
         better = ok & (d < best_d)
         best_d = torch.where(better, d, best_d)

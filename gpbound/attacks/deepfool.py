@@ -26,10 +26,8 @@ from typing import Optional, Tuple
 import torch
 
 from .norms import linear_step, lp_norm
-from .verify import bisect_to_boundary, evaluate, is_adversarial, value_and_grad
+from .verify import bisect_to_boundary, evaluate, flip_margin, is_adversarial, value_and_grad
 
-#: flip margin (relative to |f(x0)|) required of candidates; above the 1e-10 of `verify`
-_MARGIN = 1e-9
 
 
 def _clamp(x, bounds):
@@ -60,12 +58,13 @@ def linearization_attack(f, x0: torch.Tensor, y0: torch.Tensor, p: float, steps:
     tensor ``(B, n)``: unverified candidates (``x0`` where nothing was found).
     """
     x = x0.clone() if start is None else _clamp(start.clone(), bounds)
+    margin = flip_margin(y0, x0.dtype, candidate=True)  # candidates: above verify's margin
     p1 = 2.0 if p == 1.0 else p  # SparseFool: l2 DeepFool finds the boundary, l1 refines
     found = torch.zeros(x0.shape[0], dtype=torch.bool, device=x0.device)
     x_adv = x0.clone()
     for _ in range(int(steps)):
         fx, g = value_and_grad(f, x)
-        adv = is_adversarial(y0, fx, _MARGIN * y0.abs())
+        adv = is_adversarial(y0, fx, margin)
         x_adv = torch.where((adv & ~found).unsqueeze(-1), x, x_adv)
         found = found | adv
         if bool(found.all()):
@@ -75,7 +74,7 @@ def linearization_attack(f, x0: torch.Tensor, y0: torch.Tensor, p: float, steps:
     if refine_steps <= 0 or not bool(found.any()):
         return x_adv
     xb = bisect_to_boundary(f, x0, x_adv, y0, steps=inner_bisection, valid=found,
-                            margin=_MARGIN * y0.abs())
+                            margin=margin)
     db = torch.where(found, lp_norm(xb - x0, p), torch.full_like(y0, float("inf")))
     lam = torch.ones_like(y0)
     for _ in range(int(refine_steps)):
@@ -83,9 +82,9 @@ def linearization_attack(f, x0: torch.Tensor, y0: torch.Tensor, p: float, steps:
         c = fb + (g * (x0 - xb)).sum(-1)
         target = x0 + linear_step(g, c, p) * (1.0 + 1e-3)
         cand = _clamp(xb + lam.unsqueeze(-1) * (target - xb), bounds)
-        acc = found & is_adversarial(y0, evaluate(f, cand), _MARGIN * y0.abs())
+        acc = found & is_adversarial(y0, evaluate(f, cand), margin)
         cand_b = bisect_to_boundary(f, x0, cand, y0, steps=inner_bisection, valid=acc,
-                                    margin=_MARGIN * y0.abs())
+                                    margin=margin)
         dc = lp_norm(cand_b - x0, p)
         better = acc & (dc < db)
         xb = torch.where(better.unsqueeze(-1), cand_b, xb)

@@ -12,6 +12,7 @@ Monte Carlo sampling of network outputs.
 from __future__ import annotations
 
 import copy
+import warnings
 from typing import Optional, Sequence, Union
 
 import numpy as np
@@ -101,8 +102,19 @@ class NetworkEnsemble:
                 return functional_call(self._base, (params, buffers), (xi,))
             try:
                 return vmap(call, in_dims=(0, 0, None if shared else 0))(self.params, self.buffers, x)
-            except Exception:  # pragma: no cover - modules that vmap cannot trace
+            except Exception as exc:  # modules that vmap cannot trace: loop, but never hide an error
+                try:
+                    out = self._loop(x, shared)
+                except Exception as loop_exc:
+                    # the loop fails too: an error of the input or of the module, not of vmap
+                    raise loop_exc from exc
+                warnings.warn(f"NetworkEnsemble: vmap failed ({type(exc).__name__}: {exc}); evaluating the "
+                              f"{self.K} networks one by one from now on (vectorize=False)", RuntimeWarning)
                 self.vectorize = False
+                return out
+        return self._loop(x, shared)
+
+    def _loop(self, x: torch.Tensor, shared: bool) -> torch.Tensor:
         outs = [net(x if shared else x[k]) for k, net in enumerate(self.networks)]
         return torch.stack(outs, 0)
 
@@ -115,6 +127,23 @@ class NetworkEnsemble:
                              f"(network-major); got {B}")
         out = self._apply_all(x.reshape(self.K, P, *x.shape[1:]), shared=False)
         return self._select(out).reshape(B)
+
+    def evaluate_alone(self, x: torch.Tensor, rows: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Each selected row of ``x`` ``(K*P, n)`` evaluated alone by its own network (a fresh
+        forward pass of ``networks[b // P]`` on the batch of one row ``x[b:b+1]``, no vmap);
+        rows not in the bool mask ``rows`` are ``NaN``.  Used by
+        :func:`gpbound.attacks.verify.verify` to re-verify every returned example."""
+        B = x.shape[0]
+        P = self.P if self.P is not None else B // self.K
+        if B != self.K * P or P < 1:
+            raise ValueError(f"x must have K*P = {self.K}*{self.P if self.P else 'P'} rows "
+                             f"(network-major); got {B}")
+        if rows is None:
+            rows = torch.ones(B, dtype=torch.bool, device=x.device)
+        out = torch.full((B,), float("nan"), dtype=x.dtype, device=x.device)
+        for b in torch.nonzero(rows).flatten().tolist():
+            out[b] = self._select(self.networks[b // P](x[b:b + 1])).reshape(-1)[0]
+        return out
 
     def shared(self, X: torch.Tensor) -> torch.Tensor:
         """All K networks on the same points: ``X`` ``(N, n)`` -> ``(K, N)``."""

@@ -27,10 +27,8 @@ from typing import Optional, Tuple
 import torch
 
 from .norms import dual_exponent, lp_norm, project_lp_ball
-from .verify import evaluate, is_adversarial, value_and_grad
+from .verify import evaluate, flip_margin, is_adversarial, value_and_grad
 
-#: flip margin (relative to |f(x0)|) required of candidates; above the 1e-10 of `verify`
-_MARGIN = 1e-9
 
 
 def _clamp_delta(x0, delta, bounds):
@@ -74,6 +72,7 @@ def fmn_attack(f, x0: torch.Tensor, y0: torch.Tensor, p: float, steps: int = 100
     alpha_final = alpha_init / 100.0 if alpha_final is None else alpha_final
     q = dual_exponent(p)
     scale = _scale(f, x0, y0)
+    margin = flip_margin(y0, x0.dtype, candidate=True)  # candidates: above verify's margin
     s0 = torch.sign(y0)
     delta = torch.zeros_like(x0) if start is None else _clamp_delta(x0, start - x0, bounds)
     eps = torch.full_like(y0, float("inf"))
@@ -86,7 +85,7 @@ def fmn_attack(f, x0: torch.Tensor, y0: torch.Tensor, p: float, steps: int = 100
         gamma = gamma_final + (gamma_init - gamma_final) * cosine
         x = x0 + delta
         fx, g = value_and_grad(f, x)
-        adv = is_adversarial(y0, fx, _MARGIN * y0.abs())
+        adv = is_adversarial(y0, fx, margin)
         dn = lp_norm(delta, p)
         better = adv & (dn < best_norm)
         best_norm = torch.where(better, dn, best_norm)
@@ -101,7 +100,7 @@ def fmn_attack(f, x0: torch.Tensor, y0: torch.Tensor, p: float, steps: int = 100
         delta = project_lp_ball(delta, eps, p)
         delta = _clamp_delta(x0, delta, bounds)
     x = x0 + delta
-    adv = is_adversarial(y0, evaluate(f, x), _MARGIN * y0.abs())
+    adv = is_adversarial(y0, evaluate(f, x), margin)
     dn = lp_norm(delta, p)
     better = adv & (dn < best_norm)
     return torch.where(better.unsqueeze(-1), x, best)
@@ -116,6 +115,7 @@ def ddn_attack(f, x0: torch.Tensor, y0: torch.Tensor, steps: int = 100, alpha_in
     from ``alpha_init`` to ``alpha_init/100`` (units of ``|f(x0)|/||grad f(x0)||_2``).
     """
     scale = _scale(f, x0, y0)
+    margin = flip_margin(y0, x0.dtype, candidate=True)  # candidates: above verify's margin
     s0 = torch.sign(y0)
     tiny = torch.finfo(x0.dtype).tiny
     delta = torch.zeros_like(x0)
@@ -127,7 +127,7 @@ def ddn_attack(f, x0: torch.Tensor, y0: torch.Tensor, steps: int = 100, alpha_in
         alpha = (alpha_init / 100.0 + (alpha_init - alpha_init / 100.0) * cosine) * scale
         x = x0 + delta
         fx, g = value_and_grad(f, x)
-        adv = is_adversarial(y0, fx, _MARGIN * y0.abs())
+        adv = is_adversarial(y0, fx, margin)
         dn = lp_norm(delta, 2.0)
         better = adv & (dn < best_norm)
         best_norm = torch.where(better, dn, best_norm)
@@ -140,6 +140,6 @@ def ddn_attack(f, x0: torch.Tensor, y0: torch.Tensor, steps: int = 100, alpha_in
         delta = delta * (eps / dnorm).unsqueeze(-1)
         delta = _clamp_delta(x0, delta, bounds)
     x = x0 + delta
-    adv = is_adversarial(y0, evaluate(f, x), _MARGIN * y0.abs())
+    adv = is_adversarial(y0, evaluate(f, x), margin)
     better = adv & (lp_norm(delta, 2.0) < best_norm)
     return torch.where(better.unsqueeze(-1), x, best)
