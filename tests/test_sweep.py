@@ -118,3 +118,24 @@ def test_dask_same_results(tmp_path, processes):
         recs = run_sweep(fn, tasks, path, scheduler=client, progress=False)   # resumes
     assert [r["result"] for r in recs] == [r["result"] for r in local]
     assert sorted(_keys_in_file(path)) == sorted(r["key"] for r in local)
+
+
+def test_missing_dask_is_a_clear_error(tmp_path, monkeypatch):
+    # an optional dependency that cannot be imported is named, with the install command
+    monkeypatch.setitem(sys.modules, "distributed", None)       # makes `import distributed` fail
+    calls = []
+    with pytest.raises(ImportError, match=r"dask\.distributed.*pip install \.\[dask\]"):
+        run_sweep(lambda p: calls.append(p) or square(p), grid(a=range(2), b=[0]), tmp_path / "r.jsonl",
+                  scheduler="tcp://127.0.0.1:1", progress=False)
+    assert calls == []
+
+
+def test_to_jsonable_tensors():
+    import numpy as np
+    import torch
+
+    from gpbound.experiments.sweep import to_jsonable
+    assert to_jsonable({"t": torch.tensor([1.5, float("inf")]), "s": torch.tensor(2), "n": np.float32(0.5)}) == \
+        {"t": [1.5, "inf"], "s": 2, "n": 0.5}
+    with pytest.raises(TypeError, match="cannot store object"):
+        to_jsonable(object())

@@ -6,11 +6,17 @@ finished task is appended to the results file as one line
 ``{"key": ..., "params": ..., "result": ..., "elapsed_s": ...}`` and flushed with
 ``fsync``; re-running the same sweep skips the keys already in the file. A killed run
 may leave a half-written last line: it is ignored with a warning and cut off before
-anything new is appended, never fatal.
+anything new is appended, never fatal. A task key that appears more than once (e.g.
+written by two runs before the lock existed) is read back as its first record, and a
+resuming run rewrites the file without the later copies.
+
+One writer per results file: :func:`run_sweep` holds an exclusive lock
+(``filelock``, on ``<results file>.lock``) for the whole run, and a second run on the
+same file is refused at once with :class:`ResultsLocked` (no task is done twice).
 
 Tasks run in-process (with a tqdm progress bar) or on dask.distributed
 (``scheduler=`` an address or a :class:`distributed.Client`), collected with
-``as_completed`` so results are written in completion order.
+``as_completed`` so results are written in completion order (``pip install .[dask]``).
 
 Example
 -------
@@ -31,7 +37,30 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Seque
 import numpy as np
 
 __all__ = ["task_key", "grid", "read_results", "repair_results", "run_sweep", "load_config",
-           "to_jsonable"]
+           "to_jsonable", "ResultsLocked"]
+
+
+class ResultsLocked(RuntimeError):
+    """Another run holds the lock of this results file (one writer per results file)."""
+
+
+def _lock_path(path) -> str:
+    return os.fspath(path) + ".lock"
+
+
+def _acquire(path):
+    """The exclusive, non-blocking lock of the results file ``path``; :class:`ResultsLocked` if taken."""
+    from filelock import FileLock, Timeout
+
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    lock = FileLock(_lock_path(path))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        folder = os.path.dirname(os.path.abspath(path))
+        raise ResultsLocked(f"{folder}: another run holds the lock on {os.path.basename(os.fspath(path))} "
+                            f"({_lock_path(path)}); wait for it to finish or use another output folder") from None
+    return lock
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -41,12 +70,10 @@ def to_jsonable(obj: Any) -> Any:
     file stays strict JSON; :func:`read_results` does not convert them back (use
     ``float(x)``, which accepts those strings).
     """
-    try:
-        import torch
-        if isinstance(obj, torch.Tensor):
-            obj = obj.detach().cpu().numpy()
-    except ImportError:  # pragma: no cover
-        pass
+    import torch  # a hard dependency of gpbound
+
+    if isinstance(obj, torch.Tensor):
+        obj = obj.detach().cpu().numpy()
     if isinstance(obj, np.ndarray):
         return [to_jsonable(v) for v in obj.tolist()] if obj.ndim else to_jsonable(obj.item())
     if isinstance(obj, (np.bool_, bool)):
@@ -99,10 +126,14 @@ def load_config(path) -> Dict[str, Any]:
 
 
 def _scan(path):
-    """Parse the results file; return (records, good_byte_length, problem or None)."""
+    """Parse the results file; return (records, good_byte_length, problem or None, first_lines,
+    duplicates): ``first_lines`` are the raw lines of the first record of each key, in file
+    order, ``duplicates`` the number of later records of a key already seen (dropped)."""
     records: Dict[str, dict] = {}
+    first_lines: List[bytes] = []
+    duplicates = 0
     if not os.path.exists(path):
-        return records, 0, None
+        return records, 0, None, first_lines, duplicates
     with open(path, "rb") as fh:
         data = fh.read()
     lines = data.split(b"\n")
@@ -122,30 +153,61 @@ def _scan(path):
             if rest:
                 raise ValueError(f"{path}: corrupt results line {i + 1} ({exc}); only a half-written "
                                  "last line is repaired automatically") from exc
-            return records, offset, f"ignored a half-written last line ({len(line)} bytes) in {path}"
+            return (records, offset, f"ignored a half-written last line ({len(line)} bytes) in {path}",
+                    first_lines, duplicates)
         if rec["key"] in records:
-            warnings.warn(f"{path}: task {rec['key']} appears more than once; keeping the first")
+            duplicates += 1
         else:
             records[rec["key"]] = rec
+            first_lines.append(line)
         offset = end
-    return records, offset, None
+    return records, offset, None, first_lines, duplicates
+
+
+def _warn_duplicates(path, duplicates, action):
+    if duplicates:
+        warnings.warn(f"{path}: {duplicates} record(s) repeat a task key already in the file; keeping the "
+                      f"first record of each key{action}")
 
 
 def read_results(path) -> Dict[str, dict]:
-    """Finished records of a results file, by key. A half-written last line is ignored
-    with a :class:`UserWarning` (the file is not modified)."""
-    records, _, problem = _scan(path)
+    """Finished records of a results file, by key (the first record of a repeated key). A
+    half-written last line and repeated keys are ignored with a :class:`UserWarning` (the file
+    is not modified)."""
+    records, _, problem, _, duplicates = _scan(path)
     if problem:
         warnings.warn(problem)
+    _warn_duplicates(path, duplicates, "")
     return records
 
 
 def repair_results(path) -> Dict[str, dict]:
-    """Like :func:`read_results`, and cut a half-written last line off the file (and add a
-    missing final newline) so that new lines can be appended safely."""
-    records, good, problem = _scan(path)
+    """Like :func:`read_results`, and repair the file so that new lines can be appended
+    safely: cut a half-written last line off, drop the later records of a repeated key
+    (keeping the first), add a missing final newline. Takes the lock of the file
+    (:class:`ResultsLocked` if a run holds it)."""
+    lock = _acquire(path)
+    try:
+        return _repair(path)
+    finally:
+        lock.release()
+
+
+def _repair(path) -> Dict[str, dict]:
+    """:func:`repair_results` for a caller that holds the lock."""
+    records, good, problem, first_lines, duplicates = _scan(path)
     if problem:
         warnings.warn(problem + "; truncating it")
+    _warn_duplicates(path, duplicates, "; rewriting the file without the others")
+    if duplicates:
+        tmp = os.fspath(path) + ".dedup.tmp"
+        with open(tmp, "wb") as fh:
+            fh.write(b"".join(line + b"\n" for line in first_lines))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        return records
+    if problem:
         with open(path, "r+b") as fh:
             fh.truncate(good)
             fh.flush()
@@ -185,8 +247,9 @@ def run_sweep(fn: Callable[[Dict[str, Any]], Any], tasks: Sequence[Mapping[str, 
     tasks : sequence of dict
         Parameters of each task; duplicates (same key) run once.
     results_path : path or None
-        JSON-lines results file (created if missing; resumed otherwise). ``None`` keeps
-        results in memory only.
+        JSON-lines results file (created if missing; resumed otherwise: only the tasks whose
+        key is not in it run, repeated keys are dropped keeping the first record). ``None``
+        keeps results in memory only. The run holds the lock ``<results_path>.lock``.
     scheduler : None, str or distributed.Client
         ``None`` runs in-process; an address (``"tcp://host:8786"``) or a Client runs the
         tasks on dask.distributed.
@@ -198,6 +261,13 @@ def run_sweep(fn: Callable[[Dict[str, Any]], Any], tasks: Sequence[Mapping[str, 
     list of dict
         One record per distinct task, in task order: ``key``, ``params``, ``result``,
         ``elapsed_s`` (read back from the file for tasks finished earlier).
+
+    Raises
+    ------
+    ResultsLocked
+        Another run (process or thread) holds the lock of ``results_path``; nothing is run.
+    ImportError
+        ``scheduler`` given without dask.distributed installed (``pip install .[dask]``).
 
     Notes
     -----
@@ -214,12 +284,19 @@ def run_sweep(fn: Callable[[Dict[str, Any]], Any], tasks: Sequence[Mapping[str, 
             raise TypeError(f"each task must be a dict of parameters, got {type(params).__name__}")
         p = to_jsonable(dict(params))
         ordered.setdefault(task_key(p), p)
-    done: Dict[str, dict] = repair_results(results_path) if results_path is not None else {}
+    lock = _acquire(results_path) if results_path is not None else None
+    try:
+        return _run_locked(fn, ordered, results_path, scheduler, progress, desc, tqdm)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _run_locked(fn, ordered, results_path, scheduler, progress, desc, tqdm):
+    done: Dict[str, dict] = _repair(results_path) if results_path is not None else {}
     todo = [(k, p) for k, p in ordered.items() if k not in done]
     fh = None
     if results_path is not None:
-        d = os.path.dirname(os.path.abspath(results_path))
-        os.makedirs(d, exist_ok=True)
         fh = open(results_path, "a", encoding="utf-8")
     bar = tqdm(total=len(ordered), initial=len(ordered) - len(todo), desc=desc or "sweep",
                disable=not progress, leave=False)
@@ -246,7 +323,11 @@ def run_sweep(fn: Callable[[Dict[str, Any]], Any], tasks: Sequence[Mapping[str, 
 
 
 def _run_dask(fn, todo, scheduler, finish):
-    from distributed import Client, as_completed
+    try:
+        from distributed import Client, as_completed
+    except ImportError as exc:
+        raise ImportError("scheduler= needs the optional dependency dask.distributed (package "
+                          f"'distributed'), which cannot be imported ({exc}): pip install .[dask]") from exc
 
     own = not isinstance(scheduler, Client)
     client = Client(scheduler) if own else scheduler
