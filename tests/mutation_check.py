@@ -184,7 +184,8 @@ def main(argv=None) -> int:
         print("| planted error | caught? | first failing test per file (pytest -x) |")
         print("|---|---|---|")
         for key, desc, caught in rows:
-            print(f"| {desc} | {'yes' if caught else '**NO**'} | {'<br>'.join(f'`{c}`' for c in caught) or '-'} |")
+            cell = "<br>".join(f"`{c}`" for c in caught) or "-"
+            print(f"| {desc.replace('|', chr(92) + '|')} | {'yes' if caught else '**NO**'} | {cell} |")
     else:
         w = max(len(d) for _, d, _ in rows)
         print(f"{'planted error':<{w}}  caught?  by")
