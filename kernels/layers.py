@@ -28,6 +28,7 @@ The ReLU is a separate layer, so the paper's "ReLU conv" layer is ``ReLU(), Conv
 """
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
@@ -179,12 +180,24 @@ class _ConvModule(nn.Module):
             lo = (p - 1) // 2
             pads += [lo, p - 1 - lo]
         self.pads = tuple(pads)
+        self.patch = tuple(patch)
         self.conv = {1: Fn.conv1d, 2: Fn.conv2d, 3: Fn.conv3d}[len(patch)]
+
+    #: compute as one GEMM over stacked shifted slices (im2col) instead of ``conv{1,2,3}d``; set by
+    #: :class:`gpbound.attacks.ensemble.NetworkEnsemble`, where ``vmap`` turns a convolution into a grouped
+    #: one (slow on CPU, above all in float64) but the GEMM into one batched matrix product
+    matmul = False
 
     def forward(self, x):
         if any(self.pads):
             x = Fn.pad(x, self.pads, mode="circular")
-        return self.conv(x, self.weight, self.bias)
+        if not self.matmul:
+            return self.conv(x, self.weight, self.bias)
+        grid = [g - p + 1 for g, p in zip(x.shape[2:], self.patch)]
+        cols = torch.stack([x[(slice(None), slice(None)) + tuple(slice(o, o + g) for o, g in zip(off, grid))]
+                            for off in itertools.product(*(range(p) for p in self.patch))], 2)
+        w = self.weight.reshape(self.weight.shape[0], self.weight.shape[1], -1)
+        return torch.einsum("ocp,bcp...->bo...", w, cols) + self.bias.reshape(-1, *([1] * len(grid)))
 
 
 class _LinearModule(nn.Module):

@@ -110,8 +110,10 @@ def _library_radii(arch, x0, deltas, entropy):
     for d in deltas:
         out.append({"l1": float(radii.l1_ball_radius(x0n, d, n, M, entropy=entropy)),
                     "segment": float(radii.segment_radius(x0n, d, M)),
-                    "l2": float(radii.lp_radius(2, torch.as_tensor(x0), d, M, entropy=entropy)),
-                    "closed_l1": x0n * d / (M * (16 * a / math.sqrt(math.pi) + 1 + d))})
+                    "l2": float(radii.lp_radius(2, torch.as_tensor(x0), d, M, entropy=entropy, method="dudley")),
+                    "closed_l1": x0n * d / (M * (16 * a / math.sqrt(math.pi) + 1 + d)),
+                    "comparison_l2": float(radii.comparison_radius(x0n, d, n, M, p=2)),
+                    "comparison_segment": x0n / M * d / (1 / math.pi + 1 + d)})
     return M, a, out
 
 
@@ -135,8 +137,14 @@ def test_radius_json_equals_library(tmp_path, example, entropy):
     assert rep["entropy"] == {"method": entropy, "value": pytest.approx(a, rel=1e-12)}
     assert rep["x0"]["norm_l2"] == pytest.approx(np.linalg.norm(x0), rel=1e-12)
     n = int(arch.n)
-    for got, want, d in zip(rep["radii"], lib, deltas):
-        assert got["delta"] == d
+    assert "no input within r of x0 changes the label" in rep["guarantee"]
+    for entry, want, d in zip(rep["radii"], lib, deltas):
+        assert entry["delta"] == d
+        comp = entry["comparison"]
+        assert comp["lp"]["2"] == pytest.approx(want["comparison_l2"], rel=1e-12)
+        assert comp["l2"] == pytest.approx(want["comparison_l2"], rel=1e-12)
+        assert comp["segment"] == pytest.approx(want["comparison_segment"], rel=1e-9)
+        got = entry["dudley"]
         assert got["l1"] == pytest.approx(want["l1"], rel=1e-12)
         assert got["l1"] == pytest.approx(want["closed_l1"], rel=1e-12)   # eq. 39-40 recomputed here
         assert got["segment"] == pytest.approx(want["segment"], rel=1e-12)
@@ -158,12 +166,15 @@ def test_radius_with_x0_file_and_norm_agree(tmp_path):
                            tmp_path / "x0.npy", "--json").stdout)
     b = json.loads(run_cli("radius", "--arch", EXAMPLES / "small_cnn.yaml", "--delta", "0.05", "--x0-norm",
                            repr(float(np.linalg.norm(x0))), "--json").stdout)
-    assert a["radii"][0]["l1"] == pytest.approx(b["radii"][0]["l1"], rel=1e-12)
-    assert a["radii"][0]["segment"] == pytest.approx(b["radii"][0]["segment"], rel=1e-12)
-    assert b["radii"][0]["relative"]["1"] is None  # only ||x0||_2 known
+    for m in ("comparison", "dudley"):
+        assert a["radii"][0][m]["l1"] == pytest.approx(b["radii"][0][m]["l1"], rel=1e-12)
+        assert a["radii"][0][m]["segment"] == pytest.approx(b["radii"][0][m]["segment"], rel=1e-12)
+        assert b["radii"][0][m]["relative"]["1"] is None  # only ||x0||_2 known
     # text output carries the same numbers
     txt = run_cli("radius", "--arch", EXAMPLES / "small_cnn.yaml", "--delta", "0.05", "--x0", tmp_path / "x0.npy")
-    assert txt.returncode == 0 and f"{a['radii'][0]['l1']:.6g}" in txt.stdout
+    assert txt.returncode == 0 and f"{a['radii'][0]['comparison']['l1']:.6g}" in txt.stdout
+    assert f"{a['radii'][0]['dudley']['l1']:.6g}" in txt.stdout
+    assert "no input within r of x0 changes the label" in txt.stdout
 
 
 def test_radius_preset_when_available():
@@ -237,3 +248,32 @@ def test_unwritable_output_is_a_user_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("gpbound: error: ") and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_radius_instance_equals_library():
+    import torch
+
+    from gpbound import radii
+    from gpbound.cli import random_input
+    from gpbound.kernels.presets import get_preset
+
+    out = run_cli("radius", "--arch", "resnet", "--image-size", 8, "--delta", 0.1, "--random-input", 2,
+                  "--instance", "--sigma-b2", 0.1, "--json")
+    assert out.returncode == 0, out.stderr
+    inst = json.loads(out.stdout)["radii"][0]["instance"]
+    arch = get_preset("resnet", image_size=8)
+    x0 = torch.as_tensor(random_input(int(arch.n), 2))
+    res = radii.corollary1(arch, x0, 0.1, instance=True, sigma_b2=0.1)
+    assert inst["l2"] == pytest.approx(float(res.l2), rel=1e-12) and inst["sigma_b2"] == 0.1
+    assert_user_error(run_cli("radius", "--arch", "resnet", "--image-size", 8, "--delta", 0.1, "--x0-norm", 3,
+                              "--instance"), "--instance")
+
+
+def test_reproduce_refuses_a_second_writer_in_one_line(tmp_path):
+    from filelock import FileLock
+
+    out = tmp_path / "fig1"
+    out.mkdir()
+    with FileLock(str(out / "results.jsonl.lock")):
+        res = run_cli("reproduce", "fig1", "--out", out, "--quick")
+    assert_user_error(res, "another run holds the lock")

@@ -194,3 +194,21 @@ def test_bad_input():
         arch.network(seed=0)(torch.zeros(2, 15, dtype=DT))
     with pytest.raises(ValueError, match="flat output"):
         Architecture(serial(Conv(2, 3)), (1, 4, 4)).kernel(torch.zeros(1, 16, dtype=DT))
+
+
+@pytest.mark.parametrize("shape,patch", [((2, 5), 3), ((3, 4, 6), (3, 1)), ((2, 3, 4, 5), (1, 3, 3)), ((3, 4, 4), 2)])
+def test_conv_gemm_path_equals_convolution(shape, patch):
+    """The im2col GEMM path that NetworkEnsemble switches on equals torch's circular convolution."""
+    from gpbound.kernels import Architecture, Conv, Flatten, ReLU, serial
+
+    arch = Architecture(serial(Conv(5, patch), ReLU(), Conv(4, patch), ReLU(), Flatten(1)), input_shape=shape)
+    net = arch.network(seed=3)
+    x = torch.randn(7, arch.n, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ref = net(x)
+        convs = [m for m in net.modules() if hasattr(m, "matmul")]
+        assert convs
+        for m in convs:
+            m.matmul = True
+        got = net(x)
+    assert torch.allclose(got, ref, rtol=1e-13, atol=1e-13 * float(ref.abs().max()))

@@ -75,6 +75,9 @@ class NetworkEnsemble:
         self.vectorize = bool(vectorize)
         self.params, self.buffers = stack_module_state(networks)
         self._base = copy.deepcopy(networks[0])
+        for mod in self._base.modules():  # vmap makes conv2d a grouped convolution (slow on CPU): use GEMMs
+            if hasattr(type(mod), "matmul") and hasattr(mod, "patch") and hasattr(mod, "pads"):
+                mod.matmul = True
 
     @classmethod
     def from_architecture(cls, arch, num_networks: int, width=None, sigma_w2: float = 2.0,
