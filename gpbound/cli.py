@@ -10,9 +10,10 @@ Examples
     gpbound reproduce fig1 --out results/fig1 --quick
     gpbound report --out docs/report
 
-User mistakes (bad values, missing files, unknown presets, ``delta`` outside
-(0, 1), a ``ValueError``/``TypeError`` raised by the library) end with one line
-``gpbound: error: ...`` on stderr and exit code 2, without a traceback.
+User mistakes (bad values, missing or malformed files, unknown presets, ``delta`` outside
+(0, 1): argument parsing, :class:`UserError`, file errors) end with one line
+``gpbound: error: ...`` on stderr and exit code 2, without a traceback. Any other exception
+is a bug and propagates with its traceback.
 """
 from __future__ import annotations
 
@@ -29,8 +30,14 @@ __all__ = ["main", "build_parser", "load_architecture", "radius_report", "UserEr
 EXIT_USAGE = 2
 
 
-class UserError(Exception):
-    """A mistake of the user: reported as one line, exit code 2."""
+class UserError(ValueError):
+    """A mistake of the user: reported as one line, exit code 2.
+
+    A subclass of ValueError, so that library callers of :func:`radius_report` and
+    :func:`load_architecture` may catch ValueError; but :func:`main` treats *only* UserError
+    (and argument parsing, file errors, a locked results folder) as a one-line user error:
+    any other exception is a bug and propagates with its traceback.
+    """
 
 
 class _Parser(argparse.ArgumentParser):
@@ -101,8 +108,7 @@ def _p_key(p: float) -> str:
 def _presets():
     from gpbound.kernels import presets
 
-    names = getattr(presets, "PRESETS", None)
-    return presets, (sorted(names) if names is not None else [])
+    return presets, sorted(presets.PRESETS)
 
 
 def load_architecture(spec: str, image_size: Optional[int] = None):
@@ -133,15 +139,15 @@ def load_architecture(spec: str, image_size: Optional[int] = None):
             raise UserError(f"architecture file not found: {spec!r}")
         if image_size is not None:
             raise UserError("--image-size applies to presets only; an architecture file fixes its input_shape")
-        text = path.read_text(encoding="utf-8")
+        import yaml
+
         try:
+            text = path.read_text(encoding="utf-8")
             if path.suffix.lower() == ".json":
                 data = json.loads(text)
             else:
-                import yaml
-
                 data = yaml.safe_load(text)
-        except Exception as exc:  # json.JSONDecodeError, yaml.YAMLError
+        except (ValueError, yaml.YAMLError) as exc:  # UnicodeDecodeError, json.JSONDecodeError, yaml.YAMLError
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise UserError(f"cannot parse architecture file {spec!r}: {first}")
         if not isinstance(data, dict):
@@ -153,18 +159,21 @@ def load_architecture(spec: str, image_size: Optional[int] = None):
         except (KeyError, ValueError, TypeError) as exc:
             raise UserError(f"invalid architecture file {spec!r}: {_exc_text(exc)}")
         return arch, str(path)
-    try:
-        presets, names = _presets()
-    except ImportError:
-        raise UserError(f"unknown preset {spec!r} (gpbound.kernels.presets is not available; "
-                        "give a .json/.yaml architecture file)")
-    if names and spec not in names:
+    presets, names = _presets()
+    if spec not in names:
         raise UserError(f"unknown preset {spec!r} (presets: {', '.join(names)}; or give a .json/.yaml file)")
-    kwargs = {} if image_size is None else {"image_size": image_size}
+    kwargs = {}
+    if image_size is not None:
+        from gpbound.validation import positive_int
+
+        try:
+            kwargs["image_size"] = positive_int(image_size, "--image-size")
+        except (ValueError, TypeError) as exc:
+            raise UserError(str(exc)) from exc
     try:
         arch = presets.get_preset(spec, **kwargs)
-    except KeyError:
-        raise UserError(f"unknown preset {spec!r} (presets: {', '.join(names)}; or give a .json/.yaml file)")
+    except ValueError as exc:  # the preset rejects the user's image size (e.g. not divisible by 4)
+        raise UserError(f"preset {spec!r} with --image-size {image_size}: {exc}") from exc
     label = spec if image_size is None else f"{spec} (image size {image_size})"
     return arch, label
 
@@ -187,10 +196,8 @@ def _arch_facts(arch) -> Dict[str, Any]:
 
 
 def _theorem_M(arch) -> float:
-    try:
-        from gpbound.constants import theorem2_M
-    except ImportError:
-        return float(arch.M)
+    from gpbound.constants import theorem2_M
+
     return float(theorem2_M(arch))
 
 
@@ -207,9 +214,9 @@ def _x0_from_args(args, n: int):
             raise UserError(f"--x0 file not found: {args.x0!r}")
         try:
             x0 = np.load(path, allow_pickle=False)
-        except Exception as exc:
-            raise UserError(f"cannot read --x0 {args.x0!r} as a .npy array: {exc}")
-        x0 = np.asarray(x0, dtype=np.float64).reshape(-1)
+            x0 = np.asarray(x0, dtype=np.float64).reshape(-1)
+        except (ValueError, TypeError, EOFError, OSError) as exc:  # not .npy, truncated, not numeric
+            raise UserError(f"cannot read --x0 {args.x0!r} as a .npy array of numbers: {exc}")
         if x0.size != n:
             raise UserError(f"--x0 must have n = {n} entries (C*H*W of the architecture), got {x0.size}")
         if not np.all(np.isfinite(x0)):
@@ -296,9 +303,9 @@ def radius_report(arch, deltas: Sequence[float], *, x0=None, x0_norm=None, entro
         x0_t = torch.as_tensor(np.asarray(x0, dtype=np.float64).reshape(-1))
         x0_norm = float(torch.linalg.norm(x0_t))
     if x0_norm is None:
-        raise ValueError("give x0 or x0_norm")
+        raise UserError("give x0 or x0_norm")
     if instance and x0_t is None:
-        raise ValueError("--instance needs the input itself (--x0 FILE or --random-input SEED), not only --x0-norm")
+        raise UserError("--instance needs the input itself (--x0 FILE or --random-input SEED), not only --x0-norm")
     norms = {}
     if x0_t is not None:
         norms = {_p_key(p): float(torch.linalg.vector_norm(x0_t, ord=p)) for p in ps}
@@ -423,7 +430,7 @@ def _cmd_reproduce(args) -> int:
     """Run the sweep of one figure into ``--out`` (JSON lines: a re-run resumes), save
     ``summary.json`` (the full result dict) and the figure's PNG."""
     from gpbound.experiments import figures
-    from gpbound.report.checks import to_jsonable
+    from gpbound.report.checks import atomic_write_text, to_jsonable
 
     out = Path(args.out or f"results/{args.figure}")
     if out.exists() and not out.is_dir():
@@ -467,7 +474,7 @@ def _cmd_reproduce(args) -> int:
             kw.update(widths=4 if args.preset == "theory" else (4, 4, 4), blocks_per_stack=1, more_epochs=0)
         res = figures.run_trained_vs_random(**kw)
         pngs = [figures.plot_trained_vs_random(res, out / "trained_vs_random.png")]
-    (out / "summary.json").write_text(json.dumps(to_jsonable(res), indent=1), encoding="utf-8")
+    atomic_write_text(out / "summary.json", json.dumps(to_jsonable(res), indent=1))
     print(f"{args.figure}: done in {time.perf_counter() - t0:.1f} s; results in {out} "
           f"(summary.json; results.jsonl resumes an interrupted run)")
     for f in pngs:
@@ -489,7 +496,9 @@ def _cmd_report(args) -> int:
     for line in rep.summary_lines():
         print(line)
     print(f"report: {rep.html} ({rep.wall_s:.1f} s); Markdown: {rep.markdown}; numbers: {rep.json}")
+    print(rep.verdict_line())
     if args.strict and not rep.all_passed:
+        print(f"gpbound report --strict: {rep.verdict_line()}", file=sys.stderr)
         return 1
     return 0
 
@@ -574,7 +583,7 @@ def build_parser() -> argparse.ArgumentParser:
     rr.add_argument("--results", default=None, metavar="DIR", help="saved sweep results for full-scale figures")
     rr.add_argument("--quick", action="store_true", help="tiny sizes (tests)")
     rr.add_argument("--seed", type=_int_at_least("--seed", 0), default=0)
-    rr.add_argument("--strict", action="store_true", help="exit 1 if a check fails or errs")
+    rr.add_argument("--strict", action="store_true", help="exit 1 unless every check passes (FAIL, ERROR and SKIP all fail)")
     rr.add_argument("--threads", type=_int_at_least("--threads", 1), default=1,
                     help="torch threads while the checks run (default 1: small networks, shared cores)")
     rr.add_argument("--silent", action="store_true", help="no progress lines on stderr")
@@ -596,9 +605,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (UserError, ResultsLocked) as exc:
         print(f"gpbound: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except (ValueError, TypeError, FileNotFoundError, KeyError, ImportError) as exc:
-        print(f"gpbound: error: {_exc_text(exc)}", file=sys.stderr)
-        return EXIT_USAGE
+    # only mistakes of the user are one line; any other exception (ValueError, TypeError,
+    # KeyError, ImportError ... from the library) is a bug and propagates with its traceback
     except OSError as exc:  # unwritable --out, a directory where a file should be, unreachable scheduler
         what = f"{exc.strerror}: {exc.filename}" if getattr(exc, "filename", None) else _exc_text(exc)
         print(f"gpbound: error: {what}", file=sys.stderr)

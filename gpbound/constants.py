@@ -23,17 +23,18 @@ import math
 import numpy as np
 import torch
 
+from .validation import positive_int
 from .rkhs import as_points, check_kernel, kernel_paired, rkhs_distance
 
 __all__ = ["theorem2_M", "estimate_constants", "ConstantsEstimate"]
 
 
+MAX_PIXELS = 2 ** 63 - 1  # a pixel count beyond int64 is not an image (and would overflow the ratio)
+
+
 def _pixels(v, name):
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-        raise TypeError(f"{name} must be a positive int (a pixel count), got {type(v).__name__}")
-    if v < 1:
-        raise ValueError(f"{name} must be >= 1, got {v}")
-    return int(v)
+    """A pixel count: an int in [1, 2^63 - 1] (NumPy integers accepted); TypeError/ValueError naming it."""
+    return positive_int(v, f"{name} (a pixel count)", minimum=1, maximum=MAX_PIXELS)
 
 
 def theorem2_M(arch_or_pixels, flatten_pixels=None):

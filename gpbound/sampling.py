@@ -17,31 +17,67 @@ from typing import Optional
 import numpy as np
 import torch
 import gpytorch
+
+from . import validation as _validation
 from linear_operator.operators import CholLinearOperator, TriangularLinearOperator
 
 __all__ = ["sample_gp_paths", "sample_network_paths", "sample_l1_ball", "sample_segment"]
 
 
+MAX_POINTS = 2 ** 62  # more entries than any tensor can hold: a ValueError, not an allocator error
+
+
 def _generator(seed, device="cpu"):
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
-        raise ValueError(f"seed must be None or an int >= 0; got {seed!r}")
+    seed = _validation.seed(seed, "seed", allow_none=True)
     g = torch.Generator(device="cpu")
     if seed is None:
         g.seed()
     else:
-        g.manual_seed(int(seed))
+        g.manual_seed(seed)
     return g
 
 
 def _pos_int(v, name):
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-        raise ValueError(f"{name} must be an int >= 1; got {v!r}")
-    return int(v)
+    return _validation.positive_int(v, name)
+
+
+def _check_dtype(dtype):
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"dtype must be a floating torch.dtype (e.g. torch.float64); got {dtype!r}")
+    return dtype
+
+
+def _real_tensor(x, name):
+    """``x`` as a torch tensor of real numbers; TypeError for strings, None, bool or complex entries
+    (no silent loss of an imaginary part), ValueError for numbers too large for a float."""
+    if x is None or isinstance(x, (str, bytes)):
+        raise TypeError(f"{name} must be a tensor or array of real numbers; got {type(x).__name__}")
+    if isinstance(x, torch.Tensor):
+        if x.is_complex() or x.dtype == torch.bool:
+            raise TypeError(f"{name} must hold real numbers; got a tensor of dtype {x.dtype}")
+        return x
+    try:
+        arr = np.asarray(x)
+    except (ValueError, TypeError) as exc:  # ragged nested lists ...
+        raise TypeError(f"{name} must be a tensor or array of real numbers; got {type(x).__name__} ({exc})") from None
+    if arr.dtype.kind == "O":
+        if any(isinstance(e, (str, bytes, bool, np.bool_, complex, np.complexfloating)) or e is None
+               for e in arr.reshape(-1).tolist()):
+            raise TypeError(f"{name} must hold real numbers (no strings, None, bool or complex entries)")
+        try:
+            arr = arr.astype(np.float64)
+        except OverflowError:
+            raise ValueError(f"{name} has an entry too large for a float (entries must be finite)") from None
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"{name} must be a tensor or array of real numbers ({exc})") from None
+    if arr.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must hold real numbers; got an array of dtype {arr.dtype}")
+    return torch.as_tensor(arr)
 
 
 def _points(X, name="X", dtype=torch.float64, device=None):
-    if not isinstance(X, torch.Tensor):
-        X = torch.as_tensor(X)
+    _check_dtype(dtype)
+    X = _real_tensor(X, name)
     X = X.to(dtype=dtype, device=device if device is not None else X.device)
     if X.dim() != 2 or X.shape[0] < 1 or X.shape[1] < 1:
         raise ValueError(f"{name} must have shape (N, n) with N, n >= 1; got {tuple(X.shape)}")
@@ -106,8 +142,9 @@ def sample_gp_paths(kernel, X, num_paths: int, jitter: float = 1e-10, seed: Opti
         kernel matrix that stays non-positive-definite up to ``max_jitter``.
     """
     num_paths = _pos_int(num_paths, "num_paths")
-    if not (isinstance(jitter, (int, float)) and math.isfinite(jitter) and jitter >= 0):
-        raise ValueError(f"jitter must be a finite float >= 0; got {jitter!r}")
+    jitter = _validation.real_number(jitter, "jitter", lo=0.0)
+    max_jitter = _validation.real_number(max_jitter, "max_jitter", lo=0.0)
+    seed = _validation.seed(seed, "seed", allow_none=True)
     X = _points(X, dtype=dtype, device=device)
     K = _kernel_matrix(kernel, X)
     N = X.shape[0]
@@ -182,8 +219,8 @@ def sample_network_paths(arch, X, num_networks: int, width=None, sigma_w2: float
 
 
 def _center(x0, dtype, device):
-    if not isinstance(x0, torch.Tensor):
-        x0 = torch.as_tensor(x0)
+    _check_dtype(dtype)
+    x0 = _real_tensor(x0, "x0")
     x0 = x0.to(dtype=dtype, device=device if device is not None else x0.device)
     if x0.dim() != 1 or x0.shape[0] < 1:
         raise ValueError(f"x0 must have shape (n,) with n >= 1; got {tuple(x0.shape)}")
@@ -193,10 +230,22 @@ def _center(x0, dtype, device):
 
 
 def _radius(r):
-    if isinstance(r, bool) or not isinstance(r, (int, float, np.floating, np.integer)) \
-            or not math.isfinite(float(r)) or r <= 0:
-        raise ValueError(f"r must be a finite float > 0; got {r!r}")
-    return float(r)
+    return _validation.real_number(r, "r", lo=0.0, lo_open=True)
+
+
+def _kind(kind, allowed):
+    if not isinstance(kind, str):
+        raise TypeError(f"kind must be one of {allowed}; got {kind!r}")
+    if kind not in allowed:
+        raise ValueError(f"kind must be one of {allowed}; got {kind!r}")
+    return kind
+
+
+def _num(num, n):
+    num = _pos_int(num, "num")
+    if num * n > MAX_POINTS:
+        raise ValueError(f"num must be an int >= 1 with num * n <= 2^62 entries; got num = {num}, n = {n}")
+    return num
 
 
 def sample_l1_ball(x0, r: float, num: Optional[int] = None, kind: str = "uniform",
@@ -225,24 +274,30 @@ def sample_l1_ball(x0, r: float, num: Optional[int] = None, kind: str = "uniform
     """
     x0 = _center(x0, dtype, device)
     r = _radius(r)
-    if kind not in ("uniform", "surface", "vertices"):
-        raise ValueError(f"kind must be 'uniform', 'surface' or 'vertices'; got {kind!r}")
+    kind = _kind(kind, ("uniform", "surface", "vertices"))
     n = x0.shape[0]
+    if num is not None or kind != "vertices":
+        num = _num(num, n)
     gen = _generator(seed)
     if kind == "vertices":
         eye = torch.eye(n, dtype=dtype)
         verts = torch.stack([eye, -eye], 1).reshape(2 * n, n)
         if num is not None:
-            num = _pos_int(num, "num")
             verts = verts[torch.randint(0, 2 * n, (num,), generator=gen)]
-        return x0 + r * verts.to(x0.device)
-    num = _pos_int(num, "num")
+        return _finite_points(x0 + r * verts.to(x0.device), r, dtype)
     e = -torch.log1p(-torch.rand((num, n), generator=gen, dtype=dtype))  # Exp(1)
     s = torch.where(torch.rand((num, n), generator=gen, dtype=dtype) < 0.5, -1.0, 1.0).to(dtype)
     y = s * e / e.sum(-1, keepdim=True)
     if kind == "uniform":
         y = y * torch.rand((num, 1), generator=gen, dtype=dtype) ** (1.0 / n)
-    return x0 + r * y.to(x0.device)
+    return _finite_points(x0 + r * y.to(x0.device), r, dtype)
+
+
+def _finite_points(P, r, dtype):
+    if not bool(torch.isfinite(P).all()):
+        raise ValueError(f"r = {r:g} (with x0) overflows {dtype}: the points x0 + r u are not finite; "
+                         "r must be smaller")
+    return P
 
 
 def sample_segment(x0, v, r: float, num: int, kind: str = "grid", seed: Optional[int] = None,
@@ -259,17 +314,18 @@ def sample_segment(x0, v, r: float, num: int, kind: str = "grid", seed: Optional
     """
     x0 = _center(x0, dtype, device)
     r = _radius(r)
-    num = _pos_int(num, "num")
-    if kind not in ("grid", "uniform"):
-        raise ValueError(f"kind must be 'grid' or 'uniform'; got {kind!r}")
-    v = torch.as_tensor(v).to(dtype=dtype, device=x0.device)
+    num = _num(num, x0.shape[0])
+    kind = _kind(kind, ("grid", "uniform"))
+    seed = _validation.seed(seed, "seed", allow_none=True)
+    v = _real_tensor(v, "v").to(dtype=dtype, device=x0.device)
     if v.shape != x0.shape:
         raise ValueError(f"v must have the shape of x0 {tuple(x0.shape)}; got {tuple(v.shape)}")
-    vn = torch.linalg.vector_norm(v)
-    if not bool(torch.isfinite(v).all()) or float(vn) == 0:
+    if not bool(torch.isfinite(v).all()) or not bool((v != 0).any()):
         raise ValueError("v must be finite and non-zero")
+    v = v / v.abs().max()  # scaled first: the norm of a huge or tiny v neither overflows nor underflows
+    vn = torch.linalg.vector_norm(v)
     if kind == "grid":
         t = torch.linspace(0.0, r, num, dtype=dtype) if num > 1 else torch.zeros(1, dtype=dtype)
     else:
         t = r * torch.rand(num, generator=_generator(seed), dtype=dtype)
-    return x0 + t.to(x0.device).unsqueeze(-1) * (v / vn)
+    return _finite_points(x0 + t.to(x0.device).unsqueeze(-1) * (v / vn), r, dtype)

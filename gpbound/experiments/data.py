@@ -14,9 +14,13 @@ import gzip
 import io
 import os
 import pickle
+import zlib
 from typing import Dict, Tuple
 
 import numpy as np
+
+from gpbound.validation import positive_int, real_number
+from gpbound.validation import seed as _seed
 
 __all__ = ["random_images", "load_digits_binary", "load_mnist_idx", "mnist_binary_labels",
            "load_cifar10_batch", "cifar10_binary_labels", "CIFAR10_POSITIVE_CLASSES",
@@ -35,10 +39,10 @@ def random_images(num: int, image_size: int, channels: int = 3, seed: int = 0) -
 
     Returns an array of shape ``(num, channels, image_size, image_size)``, float64.
     """
-    for name, v in (("num", num), ("image_size", image_size), ("channels", channels)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
-    rng = np.random.default_rng(seed)
+    num = positive_int(num, "num")
+    image_size = positive_int(image_size, "image_size")
+    channels = positive_int(channels, "channels")
+    rng = np.random.default_rng(_seed(seed, "seed"))
     return rng.random((num, channels, image_size, image_size))
 
 
@@ -69,10 +73,15 @@ def _open_maybe_gzip(path):
 
 
 def _read_idx(path) -> np.ndarray:
+    if not isinstance(path, (str, bytes, os.PathLike)):
+        raise TypeError(f"an IDX path must be a str or os.PathLike, got {type(path).__name__}")
     if not os.path.exists(path):
         raise FileNotFoundError(f"IDX file not found: {path}")
-    with _open_maybe_gzip(path) as fh:
-        data = fh.read()
+    try:
+        with _open_maybe_gzip(path) as fh:
+            data = fh.read()
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:  # truncated or corrupt .gz
+        raise ValueError(f"{path}: corrupt or truncated gzip IDX file ({type(exc).__name__}: {exc})") from exc
     if len(data) < 4:
         raise ValueError(f"{path}: not an IDX file (shorter than the 4-byte magic number)")
     if data[0] != 0 or data[1] != 0:
@@ -174,7 +183,12 @@ def load_cifar10_batch(path) -> Tuple[np.ndarray, np.ndarray]:
         raise FileNotFoundError(f"CIFAR-10 batch not found: {path}")
     with open(path, "rb") as fh:
         raw = fh.read()
-    obj = RestrictedUnpickler(io.BytesIO(raw), encoding="bytes").load()
+    try:
+        obj = RestrictedUnpickler(io.BytesIO(raw), encoding="bytes").load()
+    except pickle.UnpicklingError as exc:  # a refused global or a corrupt pickle: name the file
+        raise pickle.UnpicklingError(f"{path}: {exc}") from exc
+    except EOFError as exc:  # truncated
+        raise ValueError(f"{path}: not a readable CIFAR-10 batch ({type(exc).__name__}: {exc})") from exc
     if not isinstance(obj, dict):
         raise ValueError(f"{path}: a CIFAR-10 batch must hold a dict, got {type(obj).__name__}")
     d: Dict[str, object] = {(k.decode() if isinstance(k, bytes) else k): v for k, v in obj.items()}
@@ -202,12 +216,11 @@ def cifar10_binary_labels(labels) -> np.ndarray:
 
 def train_test_split_arrays(X, y, test_fraction: float = 0.25, seed: int = 0):
     """Seeded random split into ``(X_train, y_train, X_test, y_test)``."""
-    if not (0.0 < test_fraction < 1.0):
-        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction!r}")
+    test_fraction = real_number(test_fraction, "test_fraction", lo=0.0, hi=1.0, lo_open=True, hi_open=True)
     X, y = np.asarray(X), np.asarray(y)
     if X.shape[0] != y.shape[0]:
         raise ValueError(f"X and y must have the same length, got {X.shape[0]} and {y.shape[0]}")
-    perm = np.random.default_rng(seed).permutation(X.shape[0])
+    perm = np.random.default_rng(_seed(seed, "seed")).permutation(X.shape[0])
     k = int(round(test_fraction * X.shape[0]))
     te, tr = perm[:k], perm[k:]
     return X[tr], y[tr], X[te], y[te]

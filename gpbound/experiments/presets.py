@@ -19,6 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gpbound.validation import positive_int, real_number
+from gpbound.validation import seed as _seed
+
 __all__ = ["PRESET_NAMES", "FaithfulResNet", "make_network", "preset_info", "ScalarOutput"]
 
 PRESET_NAMES = ("faithful", "theory")
@@ -31,8 +34,15 @@ def _check_dtype(dtype):
 
 
 def _check_positive_int(name, value, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    """``value`` as an int >= minimum (NumPy integers accepted); TypeError / ValueError naming ``name``."""
+    return positive_int(value, name, minimum=minimum)
+
+
+def _check_preset(preset):
+    if not isinstance(preset, str):
+        raise TypeError(f"preset must be one of {PRESET_NAMES}, got {preset!r}")
+    if preset not in PRESET_NAMES:
+        raise ValueError(f"preset must be one of {PRESET_NAMES}, got {preset!r}")
 
 
 def _same_pad(size: int, kernel: int, stride: int) -> Tuple[int, int]:
@@ -127,17 +137,17 @@ class FaithfulResNet(nn.Module):
                  blocks_per_stack: int = 3, logits: int = 1, seed: int = 0, device=None,
                  dtype: torch.dtype = torch.float64):
         super().__init__()
-        _check_positive_int("image_size", image_size)
-        _check_positive_int("in_channels", in_channels)
-        _check_positive_int("blocks_per_stack", blocks_per_stack)
+        image_size = _check_positive_int("image_size", image_size)
+        in_channels = _check_positive_int("in_channels", in_channels)
+        blocks_per_stack = _check_positive_int("blocks_per_stack", blocks_per_stack)
+        seed = _seed(seed, "seed")
         _check_dtype(dtype)
-        widths = tuple(widths)
+        if not isinstance(widths, (list, tuple)):
+            raise TypeError(f"widths must be a sequence of 3 integers >= 1, got {widths!r}")
         if len(widths) != 3:
             raise ValueError(f"widths must have 3 entries (one per stack), got {widths!r}")
-        for w in widths:
-            _check_positive_int("widths[i]", w)
-        if logits not in (1, 2):
-            raise ValueError(f"logits must be 1 or 2, got {logits!r}")
+        widths = tuple(_check_positive_int(f"widths[{i}]", w) for i, w in enumerate(widths))
+        logits = positive_int(logits, "logits", minimum=1, maximum=2)
         self.image_size, self.in_channels, self.widths = image_size, in_channels, widths
         self.blocks_per_stack, self.logits = blocks_per_stack, logits
         self.n = in_channels * image_size * image_size
@@ -192,20 +202,14 @@ class ScalarOutput(nn.Module):
 
 
 def _theory_architecture(image_size, in_channels, blocks_per_stack):
-    try:
-        from gpbound.kernels.presets import get_preset
-    except ImportError as exc:  # pragma: no cover - depends on the parallel module
-        raise ImportError("preset 'theory' needs gpbound.kernels.presets.get_preset") from exc
+    from gpbound.kernels.presets import get_preset
+
     kwargs = {}
     if in_channels != 3:
         kwargs["in_channels"] = in_channels
     if blocks_per_stack != 3:
         kwargs["blocks_per_stack"] = blocks_per_stack
-    try:
-        return get_preset("resnet", image_size=image_size, **kwargs)
-    except TypeError as exc:
-        raise ValueError(f"the theory preset does not accept {sorted(kwargs)} (in_channels={in_channels}, "
-                         f"blocks_per_stack={blocks_per_stack}): {exc}") from exc
+    return get_preset("resnet", image_size=image_size, **kwargs)
 
 
 def make_network(preset: str, image_size: int, seed: int = 0, in_channels: int = 3,
@@ -242,18 +246,21 @@ def make_network(preset: str, image_size: int, seed: int = 0, in_channels: int =
     torch.nn.Module
         ``f(x)`` with ``x`` of shape ``(B, n)``, returning ``(B,)``; label ``sign f(x)``.
     """
-    if preset not in PRESET_NAMES:
-        raise ValueError(f"preset must be one of {PRESET_NAMES}, got {preset!r}")
-    _check_positive_int("image_size", image_size)
-    _check_positive_int("in_channels", in_channels)
+    _check_preset(preset)
+    image_size = _check_positive_int("image_size", image_size)
+    in_channels = _check_positive_int("in_channels", in_channels)
+    blocks_per_stack = _check_positive_int("blocks_per_stack", blocks_per_stack)
+    seed = _seed(seed, "seed")
     _check_dtype(dtype)
-    if not (isinstance(width_scale, (int, float)) and math.isfinite(width_scale) and width_scale > 0):
-        raise ValueError(f"width_scale must be a finite number > 0, got {width_scale!r}")
+    width_scale = real_number(width_scale, "width_scale", lo=0.0, lo_open=True)
+    if widths is not None and not isinstance(widths, (list, tuple)):
+        widths = _check_positive_int("widths", widths)
+    elif widths is not None:
+        widths = tuple(_check_positive_int(f"widths[{i}]", w) for i, w in enumerate(widths))
     if preset == "faithful":
         if widths is None:
             widths = tuple(max(1, int(round(w * width_scale))) for w in DEFAULT_WIDTHS)
-        elif isinstance(widths, int) and not isinstance(widths, bool):
-            _check_positive_int("widths", widths)
+        elif isinstance(widths, int):
             widths = (widths, 2 * widths, 4 * widths)
         elif width_scale != 1.0:
             raise ValueError("give either widths or width_scale, not both")
@@ -264,9 +271,9 @@ def make_network(preset: str, image_size: int, seed: int = 0, in_channels: int =
         raise ValueError(f"image_size must be divisible by 4 for the theory preset, got {image_size}")
     if width_scale != 1.0:
         raise ValueError("width_scale is only supported by the faithful preset; pass widths=int for theory")
-    if widths is not None and (isinstance(widths, bool) or not isinstance(widths, int) or widths < 1):
-        raise ValueError(f"widths must be None or an integer >= 1 for the theory preset, got {widths!r}")
-    if logits != 1:
+    if widths is not None and not isinstance(widths, int):
+        raise TypeError(f"widths must be None or an integer >= 1 for the theory preset, got {widths!r}")
+    if positive_int(logits, "logits", minimum=1, maximum=2) != 1:
         raise ValueError("logits must be 1 for the theory preset (its output layer is scalar)")
     arch = _theory_architecture(image_size, in_channels, blocks_per_stack)
     net = arch.network(width=widths, sigma_w2=2.0, sigma_b2=0.0, seed=int(seed), device=device, dtype=dtype)
@@ -284,10 +291,10 @@ def preset_info(preset: str, image_size: int, in_channels: int = 3, blocks_per_s
         ``"faithful"``, ``analytic_kernel = False`` (post-activation skips, stride-2
         convolutions: Monte Carlo and attacks only) and ``final_pixels``.
     """
-    if preset not in PRESET_NAMES:
-        raise ValueError(f"preset must be one of {PRESET_NAMES}, got {preset!r}")
-    _check_positive_int("image_size", image_size)
-    _check_positive_int("in_channels", in_channels)
+    _check_preset(preset)
+    image_size = _check_positive_int("image_size", image_size)
+    in_channels = _check_positive_int("in_channels", in_channels)
+    blocks_per_stack = _check_positive_int("blocks_per_stack", blocks_per_stack)
     n = in_channels * image_size * image_size
     if preset == "faithful":
         final = -(-(-(-image_size // 2)) // 2)

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
+import tempfile
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -32,6 +34,7 @@ __all__ = [
     "Check",
     "run_check",
     "to_jsonable",
+    "atomic_write_text",
 ]
 
 _RELATIONS = ("<=", ">=", "==")
@@ -177,7 +180,7 @@ class CheckResult:
 
     @property
     def status(self) -> str:
-        """``"PASS"``, ``"FAIL"``, ``"SKIP"`` (a module is missing) or ``"ERROR"``."""
+        """``"PASS"``, ``"FAIL"``, ``"SKIP"`` (the check said why it could not run) or ``"ERROR"``."""
         if self.error:
             return "ERROR"
         if self.skipped:
@@ -215,7 +218,11 @@ class CheckResult:
 
 
 class CheckSkipped(Exception):
-    """Raised by a check whose prerequisites (a module, saved results) are missing."""
+    """Raised by a check, deliberately, to SKIP: its prerequisites (saved results ...) are missing.
+
+    The message is the reason shown in the report and must not be blank. A SKIP is not a pass:
+    ``gpbound report --strict`` fails while any check is skipped.
+    """
 
 
 @dataclass
@@ -264,19 +271,44 @@ class Check:
 
 
 def _missing_modules(requires: Sequence[str]) -> List[str]:
+    """The declared requirements that are *absent* (not installed).
+
+    Only a :class:`ModuleNotFoundError` for the required module itself (or a parent package of
+    it) counts as absent. A module that exists but fails while importing (an ImportError of a
+    renamed function inside it, a syntax error ...) is a programming error: it propagates and
+    :func:`run_check` reports the check as ERROR, never as SKIP.
+    """
     import importlib
 
     missing = []
     for mod in requires:
+        if not isinstance(mod, str) or not mod:
+            raise TypeError(f"requires must hold module names (non-empty str), got {mod!r}")
         try:
             importlib.import_module(mod)
-        except ImportError as exc:
-            missing.append(f"{mod} ({exc})")
+        except ModuleNotFoundError as exc:
+            absent = exc.name or ""
+            if not absent or not (mod == absent or mod.startswith(absent + ".")):
+                raise  # the module exists but imports something missing: an error, not a skip
+            missing.append(f"{mod} (not installed)")
     return missing
 
 
+def _skip_reason(exc: BaseException) -> str:
+    reason = str(exc).strip()
+    if not reason:
+        raise ValueError("CheckSkipped must state a reason, e.g. CheckSkipped('no saved results in DIR')")
+    return reason
+
+
 def run_check(check, ctx: CheckContext) -> CheckResult:
-    """Run one check, turning a missing module into SKIP and an exception into ERROR.
+    """Run one check; SKIP only when the check deliberately says so, ERROR for any exception.
+
+    A check is SKIP only when (a) it raises :class:`CheckSkipped` with a reason, or (b) a module
+    it declares in ``Check.requires`` is not installed at all. Any other exception -- including
+    an :class:`ImportError` or :class:`AttributeError` inside the check (a renamed library
+    function) -- is an ERROR with its traceback. A SKIP is never a pass (see
+    :attr:`gpbound.report.build.ReportResult.all_passed`).
 
     Parameters
     ----------
@@ -293,24 +325,30 @@ def run_check(check, ctx: CheckContext) -> CheckResult:
     else:
         raise TypeError(f"check must be a Check or a callable, got {type(check).__name__}")
     t0, c0 = time.perf_counter(), time.process_time()
-    missing = _missing_modules(requires)
+
+    def empty(**kw):
+        return CheckResult(name=name, title=title or name, bound="", measurement="", tolerance="", **kw)
+
+    try:
+        missing = _missing_modules(requires)
+    except Exception:  # a required module that is present but broken
+        missing, res = None, empty(error=traceback.format_exc())
     if missing:
-        res = CheckResult(name=name, title=title or name, bound="", measurement="", tolerance="",
-                          skipped="missing module(s): " + ", ".join(missing))
-    else:
+        res = empty(skipped="required module(s) not installed: " + ", ".join(missing))
+    elif missing is not None:
         try:
             res = func(ctx)
             if not isinstance(res, CheckResult):
                 raise TypeError(f"check {name} returned {type(res).__name__}, expected CheckResult")
+            if res.skipped and not str(res.skipped).strip():
+                raise ValueError(f"check {name} returned a blank skip reason")
         except CheckSkipped as exc:
-            res = CheckResult(name=name, title=title or name, bound="", measurement="", tolerance="",
-                              skipped=str(exc))
-        except ImportError as exc:  # a library module or name not (yet) available
-            res = CheckResult(name=name, title=title or name, bound="", measurement="", tolerance="",
-                              skipped=f"missing: {exc}")
-        except Exception:  # a failing check is reported, not fatal to the report
-            res = CheckResult(name=name, title=title or name, bound="", measurement="", tolerance="",
-                              error=traceback.format_exc())
+            try:
+                res = empty(skipped=_skip_reason(exc))
+            except ValueError:
+                res = empty(error=traceback.format_exc())
+        except Exception:  # ImportError/AttributeError included: a failing check is an ERROR, not fatal
+            res = empty(error=traceback.format_exc())
     res.wall_s = time.perf_counter() - t0
     res.cpu_s = time.process_time() - c0
     # every figure must exist: a missing one is an error of the check
@@ -318,6 +356,51 @@ def run_check(check, ctx: CheckContext) -> CheckResult:
     if missing_figs and not res.error:
         res.error = f"figure(s) not written: {missing_figs}"
     return res
+
+
+def atomic_write_text(path, text: str, encoding: str = "utf-8") -> Path:
+    """Write ``text`` to ``path`` atomically: a temporary file in the same folder, then ``os.replace``.
+
+    A reader sees either the old file or the complete new one, never a partial file; if the
+    write fails, the old file is left intact and the temporary file is removed.
+
+    Parameters
+    ----------
+    path : str or Path
+        Destination (its folder must exist).
+    text : str
+    encoding : str
+
+    Returns
+    -------
+    Path
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, got {type(text).__name__}")
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
+    try:
+        with os.fdopen(fd, "w", encoding=encoding, newline="") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if path.exists():
+            try:
+                os.chmod(tmp, path.stat().st_mode & 0o777)
+            except OSError:  # pragma: no cover - e.g. a filesystem without chmod
+                pass
+        else:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
 
 
 def to_jsonable(obj):

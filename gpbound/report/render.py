@@ -82,6 +82,17 @@ def _md_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
+def _verdict(results: Sequence[CheckResult], meta: Dict[str, Any]) -> str:
+    """The overall verdict: every check PASS, or the counts (a SKIP is not a pass)."""
+    if meta.get("verdict"):
+        return str(meta["verdict"])
+    statuses = [r.status for r in results]
+    if statuses and all(s == "PASS" for s in statuses):
+        return "every check passed"
+    counts = ", ".join(f"{statuses.count(s)} {s}" for s in ("FAIL", "ERROR", "SKIP"))
+    return f"not every check passed: {counts} (a skipped check verified nothing and is not a pass)"
+
+
 def _summary_rows(results: Sequence[CheckResult]) -> List[List[Any]]:
     rows = []
     for r in results:
@@ -123,6 +134,7 @@ def render_html(results: Sequence[CheckResult], meta: Dict[str, Any], figure_dir
              "<p class='meta'>" + " &middot; ".join(
                  f"{_esc(k)}: {_esc(format_number(v))}" for k, v in meta.get("facts", {}).items()) + "</p>",
              "<h2>Summary</h2>",
+             f"<p><b>{_esc(_verdict(results, meta))}</b></p>",
              _html_table(_SUMMARY_COLS, _summary_rows(results))]
     intro = meta.get("intro")
     if intro:
@@ -130,7 +142,7 @@ def render_html(results: Sequence[CheckResult], meta: Dict[str, Any], figure_dir
     for r in results:
         parts.append(f"<h2 id='{_esc(r.name)}'>{_esc(r.title)} <span class='{r.status}'>{r.status}</span></h2>")
         if r.skipped:
-            parts.append(f"<p>Skipped: {_esc(r.skipped)}</p>")
+            parts.append(f"<p>Skipped (not a pass: nothing was verified): {_esc(r.skipped)}</p>")
             continue
         if r.error:
             parts.append(f"<p>The check raised an error:</p><pre>{_esc(r.error)}</pre>")
@@ -163,13 +175,13 @@ def render_markdown(results: Sequence[CheckResult], meta: Dict[str, Any]) -> str
     facts = meta.get("facts", {})
     if facts:
         out += [" · ".join(f"{k}: {format_number(v)}" for k, v in facts.items()), ""]
-    out += ["## Summary", "", _md_table(_SUMMARY_COLS, _summary_rows(results)), ""]
+    out += ["## Summary", "", f"**{_verdict(results, meta)}**", "", _md_table(_SUMMARY_COLS, _summary_rows(results)), ""]
     if meta.get("intro"):
         out += [meta["intro"], ""]
     for r in results:
         out += [f"## {r.title} — **{r.status}**", ""]
         if r.skipped:
-            out += [f"Skipped: {r.skipped}", ""]
+            out += [f"Skipped (not a pass: nothing was verified): {r.skipped}", ""]
             continue
         if r.error:
             out += ["The check raised an error:", "", "```", r.error.rstrip(), "```", ""]
