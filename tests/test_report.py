@@ -94,7 +94,7 @@ def test_broken_dudley_bound_fails(tmp_path):
 
 
 def test_broken_radius_and_bound_fail_on_the_crossing_measurement(tmp_path):
-    """The crossing check has power: a 'certified' radius 1e5 times too large, or a bound 1e4 times too
+    """The crossing check has power: a 'certified' radius 1e3 times too large, or a bound 1e3 times too
     small, is caught by the measured crossing frequencies (Clopper-Pearson lower ends), not only by the
     formula check; the library's own radius and bound pass on the same networks."""
     from gpbound import radii
@@ -103,14 +103,35 @@ def test_broken_radius_and_bound_fail_on_the_crossing_measurement(tmp_path):
     good = run_check(lc.check_crossing, ctx)
     assert good.status == "PASS"
     x0n, n, M = (good.numbers[k] for k in ("x0_norm", "n", "M"))
-    too_big = lambda d: 1e5 * float(radii.l1_ball_radius(x0n, d, n, M))  # noqa: E731
+    too_big = lambda d: 1e3 * float(radii.comparison_radius(x0n, d, n, M, p=1))  # noqa: E731
     bad_r = run_check(functools.partial(lc.check_crossing, radius_fn=too_big), ctx)
     assert bad_r.status == "FAIL"
     assert any("frequency at r(delta" in c.label for c in bad_r.failed_comparisons)
-    too_small = lambda r, x, n_, m: 1e-4 * radii.failure_probability(r, x, n_, m)  # noqa: E731
+    too_small = lambda r, x, n_, m: 1e-3 * radii.comparison_failure_probability(r, x, n_, m, p=1)  # noqa: E731
     bad_p = run_check(functools.partial(lc.check_crossing, failure_probability=too_small), ctx)
     assert bad_p.status == "FAIL"
     assert any(c.label.startswith("CP lower end <= bound") for c in bad_p.failed_comparisons)
+
+
+def test_tightness_check_passes_and_has_power(tmp_path):
+    """(i) tightness: the library's proved bound passes on 80 networks per cell; a bound 3x too small (or a
+    radius 3x too large, the same thing for these bounds near r -> 0) is caught by the measurement."""
+    from gpbound.report import tightness
+
+    ctx = CheckContext(out_dir=tmp_path, quick=True, options={"tightness_sizes": (4,), "tightness_networks": 80})
+    good = run_check(tightness.check_tightness, ctx)
+    assert good.status == "PASS", [str(c) for c in good.failed_comparisons]
+    assert len(good.comparisons) == 2 * 3  # families x sizes x norms
+    rows = good.table["rows"]
+    assert {r[2] for r in rows} == {"l1", "l2", "linf"} and {r[1] for r in rows} == {48}
+    for r in rows:  # instance radius >= comparison radius (up to its 1e4-ulp margin); Dudley far below both
+        assert r[6] >= r[4] * (1 - 1e-11) and r[8] < r[4]
+    assert "Tightness" in good.finding and (tmp_path / "tightness_resnet.png").is_file()
+    broken = functools.partial(tightness.check_tightness,
+                               proved_bound=lambda r, p, curves: min(curves["comparison"](r),
+                                                                     curves["instance"](r)) / 3)
+    bad = run_check(broken, ctx)
+    assert bad.status == "FAIL"
 
 
 def test_exact_expected_max_oracle():
@@ -225,9 +246,12 @@ def test_quick_report_corollary1_numbers(quick_report):
     for row in c["numbers"]["rows"]:
         arch = get_preset("resnet", image_size=row["image_size"])
         x0 = torch.from_numpy(np.random.default_rng(row["image_size"]).uniform(0, 1, int(arch.n)))
-        res = corollary1(arch, x0, row["delta"])
+        res = corollary1(arch, x0, row["delta"], method="dudley")
         assert row["l1"] == pytest.approx(float(res.l1), rel=1e-12)
         assert row["segment"] == pytest.approx(float(res.segment), rel=1e-12)
+        comp = corollary1(arch, x0, row["delta"])
+        for k in ("l1", "l2", "linf", "segment"):
+            assert row["comparison"][k] == pytest.approx(float(getattr(comp, k)), rel=1e-12)
         assert row["M"] == pytest.approx(math.sqrt(arch.input_pixels / arch.flatten_pixels), rel=1e-12)
 
 
@@ -235,19 +259,21 @@ def test_quick_report_crossing_numbers(quick_report):
     import torch
 
     from gpbound.kernels.presets import get_preset
-    from gpbound.radii import failure_probability, l1_ball_radius
+    from gpbound.radii import comparison_failure_probability, comparison_radius
 
     c = _check(quick_report[0], "crossing")
     nums = c["numbers"]
-    arch = get_preset("resnet", image_size=12)
-    x0 = torch.from_numpy(np.random.default_rng(31).uniform(0, 1, int(arch.n)))
+    s = nums["image_size"]
+    arch = get_preset("resnet", image_size=s)
+    x0 = torch.from_numpy(np.random.default_rng(1000 + s).uniform(0, 1, int(arch.n)))
     x0n = float(torch.linalg.norm(x0))
     assert nums["x0_norm"] == pytest.approx(x0n, rel=1e-12) and nums["M"] == float(arch.M)
     for d, r in zip(nums["delta"], nums["radius"]):
-        assert r == pytest.approx(float(l1_ball_radius(x0n, d, int(arch.n), float(arch.M))), rel=1e-12)
+        assert r == pytest.approx(float(comparison_radius(x0n, d, int(arch.n), float(arch.M), p=1)), rel=1e-12)
     dist = np.asarray(nums["distances"], dtype=float)
     for r, b, f, lo in zip(nums["radius"], nums["bound"], nums["frequency"], nums["cp_low"]):
-        assert b == pytest.approx(min(1.0, float(failure_probability(r, x0n, int(arch.n), float(arch.M)))), rel=1e-12)
+        assert b == pytest.approx(min(1.0, float(comparison_failure_probability(r, x0n, int(arch.n),
+                                                                                float(arch.M), p=1))), rel=1e-12)
         assert f == np.mean(dist <= r)
         k = int(np.sum(dist <= r))
         assert lo == pytest.approx(lc._clopper_pearson(k, dist.size)[0], rel=1e-9, abs=1e-15)
@@ -265,3 +291,157 @@ def test_quick_report_constants_theorem_M(quick_report):
         comp = {x["label"]: x for x in c["comparisons"]}[f"measured M <= theorem M, {name}"]
         assert (comp["lhs"], comp["rhs"]) == (v["M"], v["M_theorem"])
         assert comp["holds"] == (v["M"] <= v["M_theorem"] * (1 + 1e-9))
+
+
+# ----------------------------------------------------------------------------- trust (issue 12)
+def _renamed_import_check(ctx):
+    from gpbound.radii import no_such_function_renamed  # noqa: F401  (a renamed library function)
+
+    return _stub_check(ctx, bound=1.0)
+
+
+def _renamed_attribute_check(ctx):
+    from gpbound import radii
+
+    radii.no_such_function_renamed(1.0)
+    return _stub_check(ctx, bound=1.0)
+
+
+def _passing_check(ctx):
+    return _stub_check(ctx, bound=math.sqrt(2 / math.pi))
+
+
+def test_import_error_inside_a_check_is_an_error_not_a_skip(tmp_path):
+    """Before: an ImportError inside a check was SKIP and all_passed stayed True (--strict passed)."""
+    rep = build_report(tmp_path, checks=[_passing_check, _renamed_import_check, _renamed_attribute_check])
+    assert [r.status for r in rep.results] == ["PASS", "ERROR", "ERROR"]
+    assert "no_such_function_renamed" in rep.results[1].error and "ImportError" in rep.results[1].error
+    assert "AttributeError" in rep.results[2].error
+    assert not rep.all_passed
+
+
+def test_a_required_module_that_fails_to_import_is_an_error(tmp_path, monkeypatch):
+    """A module named in Check.requires that exists but raises ImportError while importing is a bug
+    (ERROR); only a module that is not installed at all gives SKIP."""
+    pkg = tmp_path / "mods"
+    pkg.mkdir()
+    (pkg / "gpb_broken_mod_for_test.py").write_text("from gpbound.radii import no_such_function_renamed\n")
+    monkeypatch.syspath_prepend(str(pkg))
+    out = tmp_path / "rep"
+    rep = build_report(out, checks=[Check("broken", _passing_check, requires=("gpb_broken_mod_for_test",)),
+                                    Check("absent", _passing_check, requires=("gpb_absent_mod_for_test",))])
+    assert [r.status for r in rep.results] == ["ERROR", "SKIP"]
+    assert "no_such_function_renamed" in rep.results[0].error
+    assert "gpb_absent_mod_for_test" in rep.results[1].skipped
+
+
+def test_skip_is_never_a_pass(tmp_path):
+    """Before: all_passed counted SKIP as passed."""
+    from gpbound.report import CheckSkipped
+
+    def skipping(ctx):
+        raise CheckSkipped("no saved results for this figure")
+
+    def blank_skip(ctx):
+        raise CheckSkipped("")
+
+    rep = build_report(tmp_path, checks=[_passing_check, skipping, blank_skip])
+    assert [r.status for r in rep.results] == ["PASS", "SKIP", "ERROR"]  # a skip must state its reason
+    assert rep.results[1].skipped == "no saved results for this figure"
+    assert not rep.all_passed
+    assert "SKIP" in rep.verdict_line() and "skipping" in rep.verdict_line()
+    data = json.loads(rep.json.read_text())
+    assert data["meta"]["all_passed"] is False and "not a pass" in data["meta"]["verdict"]
+    assert "not a pass" in rep.html.read_text() and "not a pass" in rep.markdown.read_text()
+    only_pass = build_report(tmp_path / "ok", checks=[_passing_check])
+    assert only_pass.all_passed
+    assert not build_report(tmp_path / "none", checks=[]).all_passed  # nothing verified
+
+
+def test_strict_report_fails_on_a_skip(tmp_path, monkeypatch, capsys):
+    from gpbound.cli import main
+    from gpbound.report import CheckSkipped
+    from gpbound.report import build as build_mod
+
+    def skipping(ctx):
+        raise CheckSkipped("deliberately skipped")
+
+    monkeypatch.setattr(build_mod, "default_checks", lambda: [_passing_check, skipping])
+    assert main(["report", "--out", str(tmp_path / "r"), "--strict", "--silent"]) == 1
+    captured = capsys.readouterr()
+    assert "skipped" in captured.err and "not a pass" in captured.err
+    assert main(["report", "--out", str(tmp_path / "r2"), "--silent"]) == 0  # without --strict: exit 0
+
+
+def test_strict_report_fails_on_a_renamed_import(tmp_path, monkeypatch, capsys):
+    from gpbound.cli import main
+    from gpbound.report import build as build_mod
+
+    monkeypatch.setattr(build_mod, "default_checks", lambda: [_passing_check, _renamed_import_check])
+    assert main(["report", "--out", str(tmp_path / "r"), "--strict", "--silent"]) == 1
+    assert "ERROR" in capsys.readouterr().out
+
+
+def test_report_files_are_replaced_atomically(tmp_path, monkeypatch):
+    """A write that raises midway leaves the previous file intact and no partial or temporary file.
+    Before: report.md was opened in place (truncated) and left half-written."""
+    from gpbound.report import build as build_mod
+
+    out = tmp_path / "rep"
+    build_report(out, checks=[_passing_check])
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    real = build_mod.render_markdown
+
+    def half_unencodable(results, meta):  # utf-8 encoding fails in the middle of the file
+        text = real(results, meta)
+        return text[: len(text) // 2] + "\ud800" + text[len(text) // 2:]
+
+    monkeypatch.setattr(build_mod, "render_markdown", half_unencodable)
+    with pytest.raises(UnicodeEncodeError):
+        build_report(out, checks=[_passing_check])
+    after = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert set(after) == set(before), set(after) ^ set(before)  # no temporary file left behind
+    assert after["report.md"] == before["report.md"]
+    assert after["results.json"] == before["results.json"]
+
+
+def test_atomic_write_text_keeps_the_old_file_on_failure(tmp_path, monkeypatch):
+    from gpbound.report import checks as checks_mod
+    from gpbound.report.checks import atomic_write_text
+
+    target = tmp_path / "summary.json"
+    atomic_write_text(target, '{"old": 1}')
+    assert target.read_text() == '{"old": 1}'
+
+    def failing_fsync(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(checks_mod.os, "fsync", failing_fsync)
+    with pytest.raises(OSError, match="No space"):
+        atomic_write_text(target, '{"new": 2, "long": "' + "x" * 100000 + '"}')
+    assert target.read_text() == '{"old": 1}'
+    assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]
+    with pytest.raises(TypeError, match="text"):
+        atomic_write_text(target, b"bytes")
+
+
+def test_reproduce_summary_json_is_written_atomically(tmp_path, monkeypatch, capsys):
+    """Before: summary.json was written in place by cli._cmd_reproduce."""
+    from gpbound.cli import main
+    from gpbound.experiments import figures
+    from gpbound.report import checks as checks_mod
+
+    out = tmp_path / "fig1"
+    out.mkdir()
+    (out / "summary.json").write_text('{"old": true}')
+    monkeypatch.setattr(figures, "run_distance_sweep", lambda **kw: {"records": [], "config": {}})
+    monkeypatch.setattr(figures, "plot_distances_vs_n", lambda res, path: path)
+
+    def failing_fsync(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(checks_mod.os, "fsync", failing_fsync)
+    assert main(["reproduce", "fig1", "--quick", "--out", str(out)]) == 2
+    assert "No space" in capsys.readouterr().err
+    assert (out / "summary.json").read_text() == '{"old": true}'
+    assert sorted(p.name for p in out.iterdir()) == ["summary.json"]
