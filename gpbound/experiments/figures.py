@@ -452,22 +452,32 @@ def plot_distances_vs_n(results: Mapping, path) -> str:
     return str(path)
 
 
-def plot_percentiles(curves: Mapping[str, Mapping], path, title: str = "") -> str:
+def plot_percentiles(curves: Mapping[str, Mapping], path, title: str = "",
+                     bound_slopes: Optional[Mapping[str, float]] = None) -> str:
     """Fig 3: sorted distances against percentile per input kind, with the linear fit over the
-    lowest fraction drawn on its range."""
+    lowest fraction drawn on its range, and optional bound lines ``percentile = slope * distance``
+    (``bound_slopes``: label -> slope in percent per unit distance, e.g. Corollary 1's at r -> 0)."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5.5, 4))
+    fig, ax = plt.subplots(figsize=(6.2, 4.4))
+    first = next(iter(curves.values()), None)
     for kind, c in curves.items():
         d, p = np.asarray(c["distances"]), np.asarray(c["percentiles"])
         (line,) = ax.plot(d, p, ".", ms=3, label=kind)
         if np.isfinite(c.get("slope", np.nan)):
             dd = d[:c["n_fit"]]
             ax.plot(dd, c["intercept"] + c["slope"] * dd, "-", color=line.get_color(),
-                    label=f"{kind}: fit lowest {100 * c['fit_fraction']:.0f} %")
+                    label=f"{kind}: fit lowest {100 * c['fit_fraction']:.0f} % (slope {c['slope']:.3g} %/unit)")
+    if bound_slopes and first is not None and len(first["distances"]):
+        d0 = np.asarray(first["distances"], float)
+        xmax = float(np.nanmax(d0[np.isfinite(d0)])) if np.isfinite(d0).any() else 1.0
+        for (label, slope), style in zip(bound_slopes.items(), ("k--", "k-.", "k:")):
+            xs = np.linspace(0.0, min(xmax, 100.0 / slope), 50)
+            ax.plot(xs, slope * xs, style, lw=1, label=f"{label}: {slope:.3g} %/unit")
+        ax.set_ylim(0, 100)
     ax.set_xlabel("distance")
     ax.set_ylabel("percentile")
     ax.set_title(title)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
