@@ -21,7 +21,6 @@ import time
 from typing import Dict, Optional, Sequence
 
 import numpy as np
-import torch
 
 from .checks import CheckContext, CheckResult, Comparison
 from .plots import figure
@@ -42,6 +41,7 @@ GUARANTEE_TEXT = (
 def digits_split(n_train: int, n_test: int, seed: int = 0):
     """Disjoint random train / test subsets of the 8x8 digits, flattened to 64 pixels in [0, 1],
     labels +1 (even) / -1 (odd), float64 tensors."""
+    import torch
     from gpbound.experiments.data import load_digits_binary
 
     X, y = load_digits_binary()
@@ -119,6 +119,7 @@ def build_exact_gp(X, y, kernel, mean: str = "constant", noise: float = 0.1):
 def train_exact_gp(model, steps: int = 40, lr: float = 0.05):
     """Maximise the exact marginal likelihood with Adam; returns the final negative MLL per point."""
     import gpytorch
+    import torch
 
     model.train()
     model.likelihood.train()
@@ -158,22 +159,23 @@ def check_posterior(ctx: CheckContext, *, certify=None, kernels: Optional[Sequen
                     n_train: Optional[int] = None, n_test: Optional[int] = None,
                     n_attack: Optional[int] = None, delta: float = 0.1) -> CheckResult:
     """Certified radii of trained GP classifiers (digits even/odd) against verified attacks (module docstring)."""
+    import torch
     from gpbound.attacks import minimal_distance
     from gpbound.posterior import certify as _certify, posterior_mean_function
 
     certify = certify or _certify
     t0 = time.perf_counter()
     kernels = list(kernels or ("nngp-dense", "nngp-conv", "rbf"))
-    n_train = n_train or ctx.size(200, 300)
-    n_test = n_test or ctx.size(60, 150)
-    n_attack = n_attack or ctx.size(12, 30)
+    n_train = n_train or ctx.size(80, 150)
+    n_test = n_test or ctx.size(40, 100)
+    n_attack = n_attack or ctx.size(5, 10)
     Xtr, ytr, Xte, yte = digits_split(n_train, n_test, seed=ctx.seed)
     rows, comps, numbers, curves = [], [], {}, {}
     all_r = []
     for name in kernels:
         torch.manual_seed(ctx.seed)
         model = build_exact_gp(Xtr, ytr, make_kernel(name, Xtr.shape[1]))
-        train_exact_gp(model, steps=ctx.size(25, 40))
+        train_exact_gp(model, steps=ctx.size(10, 20))
         res = certify(model, Xte, p=2, delta=delta)
         m0 = res.m0.cpu().numpy()
         correct = np.sign(m0) == yte.numpy()
@@ -182,7 +184,7 @@ def check_posterior(ctx: CheckContext, *, certify=None, kernels: Optional[Sequen
         all_r.append(rm)
         f = posterior_mean_function(model)
         k = min(n_attack, Xte.shape[0])
-        att = minimal_distance(f, Xte[:k], 2, steps=ctx.size(30, 60), generator=torch.Generator().manual_seed(ctx.seed))
+        att = minimal_distance(f, Xte[:k], 2, steps=ctx.size(20, 30), generator=torch.Generator().manual_seed(ctx.seed))
         dist = att.distance.detach().cpu().numpy()
         ok = att.success.cpu().numpy() & np.isfinite(dist)
         ratio = dist[ok] / rm[:k][ok]
