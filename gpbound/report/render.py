@@ -136,6 +136,10 @@ def render_html(results: Sequence[CheckResult], meta: Dict[str, Any], figure_dir
              "<h2>Summary</h2>",
              f"<p><b>{_esc(_verdict(results, meta))}</b></p>",
              _html_table(_SUMMARY_COLS, _summary_rows(results))]
+    keys = [r for r in results if r.finding]
+    if keys:  # the key findings (e.g. the tightness ratios, eq. 37) in the summary, each linked to its section
+        parts.append("<h3>Key findings</h3><ul>" + "".join(
+            f"<li><a href='#{_esc(r.name)}'>{_esc(r.title)}</a>: {_esc(r.finding)}</li>" for r in keys) + "</ul>")
     intro = meta.get("intro")
     if intro:
         parts.append(f"<p>{_esc(intro)}</p>")
@@ -176,6 +180,9 @@ def render_markdown(results: Sequence[CheckResult], meta: Dict[str, Any]) -> str
     if facts:
         out += [" · ".join(f"{k}: {format_number(v)}" for k, v in facts.items()), ""]
     out += ["## Summary", "", f"**{_verdict(results, meta)}**", "", _md_table(_SUMMARY_COLS, _summary_rows(results)), ""]
+    keys = [r for r in results if r.finding]
+    if keys:
+        out += ["### Key findings", ""] + [f"- **{r.title}:** {r.finding}" for r in keys] + [""]
     if meta.get("intro"):
         out += [meta["intro"], ""]
     for r in results:
