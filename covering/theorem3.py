@@ -16,25 +16,18 @@ Networks*, ICML 2021, Theorem 3 and eq. (36).
 
 import numpy as np
 
+from gpbound.validation import real_array
+
 
 def as_float_array(value, name):
     """Return ``value`` as a float64 ndarray; reject NaN/inf and non-numeric input.
 
-    Accepts Python scalars, sequences, numpy arrays and torch tensors (moved to CPU).
+    Accepts Python scalars, sequences, numpy arrays and torch tensors (moved to CPU); raises
+    TypeError for strings (never parsed as numbers), None, bool and complex values (never
+    dropping an imaginary part), ValueError for NaN, inf or integers too large for a float
+    (:func:`gpbound.validation.real_array`).
     """
-    if hasattr(value, "detach") and hasattr(value, "cpu"):  # torch tensor, no hard import
-        value = value.detach().cpu().numpy()
-    if isinstance(value, (bool, np.bool_)) or (isinstance(value, np.ndarray) and value.dtype == np.bool_):
-        raise TypeError(f"{name} must be a real number or array of real numbers, got a bool")
-    try:
-        arr = np.asarray(value, dtype=np.float64)
-    except OverflowError as exc:
-        raise ValueError(f"{name} is too large for float64 (it must be finite)") from exc
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{name} must be a real number or array of real numbers, got {type(value).__name__}") from exc
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} must be finite (no NaN or inf), got {value!r}")
-    return arr
+    return real_array(value, name)
 
 
 def as_dimension(n, name="n"):
@@ -113,7 +106,8 @@ def log_covering_number(eps, n):
     nn = as_dimension(n, "n")
     e, nn = np.broadcast_arrays(e, nn)
     out = np.zeros(e.shape, dtype=np.float64)
-    small = e <= 1.0 / np.sqrt(nn)
+    # eps >= 1 gives 0 (one ball), also at n = 1 where eps = 1 = 1/sqrt(n) meets the volume branch
+    small = (e <= 1.0 / np.sqrt(nn)) & (e < 1.0)
     middle = (~small) & (e < 1.0)
     out[middle] = np.log(2.0 * nn[middle]) / e[middle] ** 2
     # n * ln(1 + 2/eps) = n * logaddexp(0, ln 2 - ln eps): no overflow of 2/eps.

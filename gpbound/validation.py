@@ -31,7 +31,7 @@ from typing import Optional
 
 import numpy as np
 
-__all__ = ["positive_int", "nonnegative_int", "integer", "real_number", "norm_p", "seed", "SEED_MAX"]
+__all__ = ["positive_int", "nonnegative_int", "integer", "real_number", "real_array", "norm_p", "seed", "SEED_MAX"]
 
 SEED_MAX = 2 ** 64 - 1  # torch.Generator.manual_seed and numpy accept seeds up to 2^64 - 1
 
@@ -179,3 +179,48 @@ def norm_p(value, name: str = "p") -> float:
             raise ValueError(f"{name} must be {kind}, got {value!r}")
         return p
     return real_number(value, name, lo=1.0, allow_inf=True)
+
+
+def real_array(value, name: str, *, allow_nonfinite: bool = False) -> np.ndarray:
+    """``value`` (a number, sequence, NumPy array or torch tensor) as a float64 ndarray of real numbers.
+
+    TypeError for strings (never parsed), None, bool, complex entries (the imaginary part is never
+    dropped) and ragged or non-numeric sequences; ValueError for an integer too large for a float
+    and, unless ``allow_nonfinite``, for NaN or inf entries.
+    """
+    kind = "a real number or an array of real numbers"
+    if hasattr(value, "detach") and hasattr(value, "cpu"):  # torch tensor, no hard import
+        value = value.detach().cpu()
+        if value.is_complex():
+            raise TypeError(f"{name} must be {kind}, got a complex tensor (the imaginary part is never dropped)")
+        value = value.numpy()
+    if value is None or isinstance(value, (str, bytes)):
+        raise TypeError(f"{name} must be {kind}, got {_describe(value)}"
+                        + (" (strings are not parsed as numbers)" if value is not None else ""))
+    if isinstance(value, np.ndarray):
+        arr = value
+    else:
+        try:  # Python sequences as objects first, so that a bool or a string entry is seen, not cast
+            arr = np.asarray(value, dtype=object) if isinstance(value, (list, tuple)) else np.asarray(value)
+        except (ValueError, TypeError) as exc:  # ragged nested sequences
+            raise TypeError(f"{name} must be {kind}, got {type(value).__name__} ({exc})") from None
+    if arr.dtype.kind == "O":
+        flat = arr.reshape(-1).tolist()
+        for e in flat:
+            if e is None or isinstance(e, (str, bytes, bool, np.bool_, complex, np.complexfloating)) or \
+                    not isinstance(e, (numbers.Real, np.integer, np.floating)):
+                raise TypeError(f"{name} must be {kind}, got an entry {_describe(e)}")
+        try:
+            arr = np.array([float(e) for e in flat], dtype=np.float64).reshape(arr.shape)
+        except OverflowError:
+            raise ValueError(f"{name} has an integer too large for a float (entries must be finite)") from None
+    if arr.dtype.kind == "b":
+        raise TypeError(f"{name} must be {kind}, got a bool")
+    if arr.dtype.kind == "c":
+        raise TypeError(f"{name} must be {kind}, got complex numbers (the imaginary part is never dropped)")
+    if arr.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must be {kind}, got an array of dtype {arr.dtype}")
+    arr = arr.astype(np.float64, copy=False)
+    if not allow_nonfinite and not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} must be finite (no NaN or inf)")
+    return arr
