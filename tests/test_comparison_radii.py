@@ -309,3 +309,44 @@ def test_corollary1_default_is_comparison_and_carries_every_radius():
 
 def _closed_radius_t(x0n, delta, M, e, s):
     return x0n / M * delta / (math.sqrt(2 / math.pi) * e + s * (1 + delta))
+
+
+# ----------------------------------------------------------------------------- eq. (32) integrated exactly
+def _eq32_quadrature(rho, e, s):
+    """2 int_0^inf phi(z) min(1, exp(-(z - a)_+^2 / (2 b^2))) dz by mpmath (the integral the closed form evaluates)."""
+    den = 1 - rho * s
+    a, b = mpmath.mpf(rho * e / den), mpmath.mpf(rho * s / den)
+    phi = lambda z: mpmath.exp(-z * z / 2) / mpmath.sqrt(2 * mpmath.pi)  # noqa: E731
+    return float(2 * (mpmath.quad(phi, [0, a]) + mpmath.quad(lambda z: phi(z) * mpmath.exp(-(z - a) ** 2 / (2 * b * b)),
+                                                            [a, a + 10 * b, mpmath.inf])))
+
+
+@pytest.mark.parametrize("n,p", [(48, 2), (432, 1), (3072, math.inf)])
+@pytest.mark.parametrize("delta", [0.01, 0.1, 0.5])
+def test_exact_eq32_radius_solves_the_integral_and_is_larger(n, p, delta):
+    x0n, M = 4.0, 4.0
+    rb = radii.comparison_radius(x0n, delta, n, M, p=p)
+    rx = radii.comparison_radius(x0n, delta, n, M, p=p, eq32="exact")
+    assert rx >= rb
+    if delta == 0.5:
+        assert rx / rb > 1.05  # the ~7 % gain at delta = 0.5
+    e, s = gaussian_width(p, n), unit_l2_radius(p, n)
+    assert _eq32_quadrature(M * rx / x0n, e, s) == pytest.approx(delta, rel=1e-9)
+    assert _eq32_quadrature(M * rx / x0n, e, s) <= delta
+    assert radii.comparison_failure_probability(rx, x0n, n, M, p=p, eq32="exact") == pytest.approx(delta, rel=1e-9)
+    # the piecewise bound is never below the exact integral
+    assert radii.comparison_failure_probability(rb, x0n, n, M, p=p, eq32="exact") <= delta * (1 + 1e-12)
+
+
+def test_exact_eq32_in_corollary1_and_errors():
+    from types import SimpleNamespace
+
+    arch = SimpleNamespace(n=3072, input_pixels=1024, flatten_pixels=64)
+    a = radii.corollary1(arch, 32.0, 0.5)
+    b = radii.corollary1(arch, 32.0, 0.5, eq32="exact")
+    for k in ("l1", "l2", "linf", "segment"):
+        assert getattr(b, k) > getattr(a, k)
+    with pytest.raises(ValueError, match="eq32"):
+        radii.comparison_radius(1.0, 0.1, 4, 1.0, eq32="closed")
+    with pytest.raises(ValueError, match="eq32"):
+        radii.corollary1(arch, 32.0, 0.5, method="dudley", eq32="exact")
