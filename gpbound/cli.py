@@ -627,7 +627,7 @@ def _cmd_certify(args) -> int:
     print(f"{'-' * 14}-+-{'-' * 15}-+-{'-' * 16}")
     for e, a, b in zip(eps, acc_m, acc_b):
         print(f"{e:14.4g} | {a:15.4f} | {b:16.4f}")
-    print("Meaning: " + GUARANTEE_TEXT.replace("delta", f"delta = {res.delta:g}"))
+    print("Meaning: " + GUARANTEE_TEXT.replace("1 - delta", f"{1 - res.delta:g} (delta = {res.delta:g})"))
     out = Path(args.out)
     grid = np.linspace(0.0, max(float(np.max(rm)) if len(rm) else 0.0, 1e-12), 200)
     plot_certified_accuracy(out, {"mean classifier": (grid, certified_accuracy(rm, correct, grid)),
