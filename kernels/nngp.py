@@ -36,6 +36,10 @@ class NNGPKernel(gpytorch.kernels.Kernel):
 
     Notes
     -----
+    Precision: the recursion always runs in float64 (or wider) and the covariance is returned in the
+    inputs' dtype, as GPyTorch kernels do, so float32 models work; float64 models (``model.double()``)
+    are recommended for certificates, whose Cholesky solves and margins assume float64 round-off.
+
     Constraints: ``sigma_w2 = softplus(raw_sigma_w2)`` (``Positive``);
     ``sigma_b2 = raw_sigma_b2 ** 2`` (``GreaterThan(0)`` with a square transform), so
     ``sigma_b2 = 0`` is represented exactly by ``raw_sigma_b2 = 0`` (the He-initialised,
@@ -119,12 +123,14 @@ class NNGPKernel(gpytorch.kernels.Kernel):
         # must not take it: d/dx1 K(x1, x1) counts both arguments and doubles the gradient.)
         same = x1 is x2 or (not x1.requires_grad and not x2.requires_grad and x1.shape == x2.shape
                             and torch.equal(x1, x2))
-        # float64 by default: the parameters' dtype (float64 unless the user called .float())
-        # is the floor of the computation, so float32 inputs give a float64 kernel
-        dt = torch.promote_types(torch.promote_types(x1.dtype, x2.dtype), self.raw_sigma_w2.dtype)
+        # computed in float64 (or the parameters' dtype if wider), returned in the inputs' dtype as every
+        # GPyTorch kernel does: a float32 ExactGP gets a float32 covariance (its solves need matching dtypes)
+        out_dt = torch.promote_types(x1.dtype, x2.dtype)
+        dt = torch.promote_types(torch.promote_types(out_dt, self.raw_sigma_w2.dtype), torch.float64)
         x1 = x1.to(dt)
         x2 = x1 if same else x2.to(dt)
         sw2 = self.sigma_w2.reshape(()).to(dt)
         sb2 = self.sigma_b2.reshape(()).to(dt)
-        return self.architecture.kernel(x1, None if same else x2, sigma_w2=sw2, sigma_b2=sb2, diag=diag,
-                                        max_elements=self.max_elements)
+        K = self.architecture.kernel(x1, None if same else x2, sigma_w2=sw2, sigma_b2=sb2, diag=diag,
+                                     max_elements=self.max_elements)
+        return K.to(out_dt)

@@ -173,13 +173,14 @@ def test_input_gradient_not_doubled_when_x2_is_a_detached_copy():
     torch.testing.assert_close(gs, gx, rtol=1e-12, atol=1e-14)
 
 
-def test_float32_inputs_give_a_float64_kernel():
-    """float64 by default: float32 inputs are promoted to the parameters' float64 (no demotion)."""
+def test_float32_inputs_give_a_float32_kernel_computed_in_float64():
+    """The covariance follows the inputs' dtype (as GPyTorch kernels do); inside, it is computed in float64,
+    so it equals the float64 kernel of the same (float32-representable) inputs rounded once to float32."""
     arch = _arch()
     x = torch.rand(3, arch.n, dtype=torch.float32)
     K = NNGPKernel(arch, sigma_w2=1.5)(x).to_dense()
-    assert K.dtype == DT
-    torch.testing.assert_close(K, arch.kernel(x.double(), sigma_w2=1.5), rtol=1e-12, atol=1e-14)
+    assert K.dtype == torch.float32
+    assert torch.equal(K, arch.kernel(x.double(), sigma_w2=1.5).float())
     with pytest.raises(ValueError, match="x2"):
         NNGPKernel(arch)(x, torch.rand(3, arch.n + 2)).to_dense()
 
@@ -265,3 +266,43 @@ def test_scale_invariance_at_extreme_scales(lam):
     x0 = x.clone().requires_grad_(True)
     (g0,) = torch.autograd.grad(k(x0, x).to_dense().sum(), x0)
     torch.testing.assert_close(gz, g0, rtol=1e-12, atol=1e-300)  # degree 0 in the scaled argument
+
+
+def test_float32_exact_gp_trains_and_predicts():
+    """A float32 ExactGP (the GPyTorch tutorials' default) with NNGPKernel: the covariance follows the inputs'
+    dtype (computed in float64 inside), the marginal likelihood improves, and predictions are float32."""
+    import gpytorch
+
+    from gpbound.kernels import Architecture, Flatten, NNGPKernel, ReLU, Dense, serial
+
+    arch = Architecture(serial(Flatten(16), ReLU(), Dense(1)), input_shape=(3,))
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(40, 3, generator=g)
+    y = torch.sin(3 * x[:, 0]) + 0.05 * torch.randn(40, generator=g)
+
+    class GP(gpytorch.models.ExactGP):
+        def __init__(self):
+            super().__init__(x, y, gpytorch.likelihoods.GaussianLikelihood())
+            self.mean = gpytorch.means.ConstantMean()
+            self.kernel = gpytorch.kernels.ScaleKernel(NNGPKernel(arch, sigma_w2=2.0, sigma_b2=0.1))
+
+        def forward(self, z):
+            return gpytorch.distributions.MultivariateNormal(self.mean(z), self.kernel(z))
+
+    model = GP().float()
+    assert model.kernel.base_kernel(x, x).to_dense().dtype == torch.float32
+    mll = gpytorch.mlls.ExactMarginalLogLikelihood(model.likelihood, model)
+    model.train()
+    opt = torch.optim.Adam(model.parameters(), lr=0.05)
+    losses = []
+    for _ in range(20):
+        opt.zero_grad()
+        loss = -mll(model(x), y)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] - 0.05
+    model.eval()
+    with torch.no_grad():
+        pred = model.likelihood(model(torch.rand(5, 3, generator=g)))
+    assert pred.mean.dtype == torch.float32 and torch.isfinite(pred.mean).all()
