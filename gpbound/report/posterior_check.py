@@ -149,8 +149,11 @@ def certified_accuracy(radius, correct, eps):
 def plot_certified_accuracy(path, curves: Dict[str, tuple], p_label: str = "l2", title: str = ""):
     """PNG of certified accuracy vs radius; ``curves[label] = (eps, accuracy)``."""
     with figure(path) as (f, ax):
+        colors = {}
         for label, (eps, acc) in curves.items():
-            ax.plot(eps, acc, "--" if "Bayes" in label else "-", label=label)
+            key = label.split(" ")[0]  # one colour per kernel: "<kernel> mean", "<kernel> Bayes ..."
+            colors.setdefault(key, f"C{len(colors)}")
+            ax.plot(eps, acc, "--" if "Bayes" in label else "-", color=colors[key], label=label)
         ax.set_xlabel(f"{p_label} radius eps"), ax.set_ylabel("certified accuracy")
         ax.set_ylim(0, 1.02), ax.legend(fontsize=7), ax.set_title(title or "certified accuracy (correct and certified)")
 
@@ -166,17 +169,22 @@ def check_posterior(ctx: CheckContext, *, certify=None, kernels: Optional[Sequen
     certify = certify or _certify
     t0 = time.perf_counter()
     kernels = list(kernels or ("nngp-dense", "nngp-conv", "rbf"))
-    n_train = n_train or ctx.size(80, 150)
-    n_test = n_test or ctx.size(40, 100)
-    n_attack = n_attack or ctx.size(5, 10)
+    n_train = n_train or ctx.size(60, 120)
+    n_test = n_test or ctx.size(30, 100)
+    n_attack = n_attack or ctx.size(4, 8)
     Xtr, ytr, Xte, yte = digits_split(n_train, n_test, seed=ctx.seed)
     rows, comps, numbers, curves = [], [], {}, {}
     all_r = []
     for name in kernels:
         torch.manual_seed(ctx.seed)
+        tk = time.perf_counter()
         model = build_exact_gp(Xtr, ytr, make_kernel(name, Xtr.shape[1]))
-        train_exact_gp(model, steps=ctx.size(10, 20))
+        train_exact_gp(model, steps=ctx.size(8, 15))
+        t_train = time.perf_counter() - tk
+        tk = time.perf_counter()
         res = certify(model, Xte, p=2, delta=delta)
+        t_cert = time.perf_counter() - tk
+        tk = time.perf_counter()
         m0 = res.m0.cpu().numpy()
         correct = np.sign(m0) == yte.numpy()
         acc = float(correct.mean())
@@ -184,7 +192,9 @@ def check_posterior(ctx: CheckContext, *, certify=None, kernels: Optional[Sequen
         all_r.append(rm)
         f = posterior_mean_function(model)
         k = min(n_attack, Xte.shape[0])
-        att = minimal_distance(f, Xte[:k], 2, steps=ctx.size(20, 30), generator=torch.Generator().manual_seed(ctx.seed))
+        att = minimal_distance(f, Xte[:k], 2, steps=ctx.size(15, 25), attacks=("linear", "ddn"), bisection_steps=30,
+                               generator=torch.Generator().manual_seed(ctx.seed))
+        t_attack = time.perf_counter() - tk
         dist = att.distance.detach().cpu().numpy()
         ok = att.success.cpu().numpy() & np.isfinite(dist)
         ratio = dist[ok] / rm[:k][ok]
@@ -198,7 +208,8 @@ def check_posterior(ctx: CheckContext, *, certify=None, kernels: Optional[Sequen
                          "median_mean_radius": float(np.median(rm)), "median_bayes_radius": float(np.median(rb)),
                          "median_attack_ratio": med_ratio, "min_attack_ratio": min_ratio,
                          "attack_ratios": ratio.tolist(), "mean_radius": rm.tolist(), "bayes_radius": rb.tolist(),
-                         "correct": correct.tolist()}
+                         "correct": correct.tolist(), "verified_attacks": int(ok.sum()), "attacked": k,
+                         "seconds": {"train": t_train, "certify": t_cert, "attack": t_attack}}
         curves[name] = (rm, rb, correct)
     top = max(float(np.max(np.concatenate(all_r))), 1e-12)
     eps = np.linspace(0, top, 200)
@@ -217,7 +228,7 @@ def check_posterior(ctx: CheckContext, *, certify=None, kernels: Optional[Sequen
               "(Sudakov-Fernique + Borell-TIS).",
         measurement=f"ExactGPs trained by marginal likelihood (Adam) on {n_train} digits, certified on {n_test} "
                     f"test digits; minimal-norm l2 attacks (gpbound.attacks.minimal_distance) on the posterior mean "
-                    f"at the first {n_attack} test points.",
+                    f"at the first {n_attack} test points (linearisation + DDN, verified flips).",
         tolerance="none: every verified attack distance must be >= the certified mean radius (ratio >= 1).",
         comparisons=comps, preset="digits 8x8, NNGP dense / conv and RBF kernels", figures=[fig],
         table={"columns": ["kernel", "test accuracy", "L", "||m-c||_H", "median mean radius",
