@@ -45,7 +45,7 @@ def _test_points(k, seed=1):
     return torch.rand(k, 2, generator=g, dtype=torch.float64) * 3 - 1.5
 
 
-def _distance_to_zero_set(f, x0, R=6.0, angles=720, steps=800):
+def _distance_to_zero_set(f, x0, R=6.0, angles=480, steps=600):
     """Distance from x0 to {f = 0} in the plane: first sign change along each of ``angles`` rays
     (grid of ``steps`` radii up to R), refined by brentq, minimised over the rays, then over the
     angle (bounded scalar minimisation around the best ray)."""
@@ -54,6 +54,7 @@ def _distance_to_zero_set(f, x0, R=6.0, angles=720, steps=800):
 
     def ray_root(th, grid=ts):
         d = np.array([math.cos(th), math.sin(th)])
+        grid = grid if grid is not None else ts
         v = f(x0[None, :] + grid[:, None] * d[None, :])
         idx = np.nonzero(np.sign(v) != s0)[0]
         if not len(idx):
@@ -75,8 +76,13 @@ def _distance_to_zero_set(f, x0, R=6.0, angles=720, steps=800):
     if not np.isfinite(first[j]):
         return np.inf
     step = 2 * np.pi / angles
-    res = optimize.minimize_scalar(ray_root, bounds=(th[j] - 2 * step, th[j] + 2 * step), method="bounded",
-                                   options={"xatol": 1e-10})
+    near = np.linspace(0, 1.5 * first[j], 300)[1:]  # rays next to the best one cross before 1.5x its crossing
+
+    def near_root(t):
+        return ray_root(t, near)
+
+    res = optimize.minimize_scalar(near_root, bounds=(th[j] - 2 * step, th[j] + 2 * step), method="bounded",
+                                   options={"xatol": 1e-8})
     return min(float(res.fun), ray_root(th[j]))
 
 
@@ -135,7 +141,7 @@ def test_mean_and_variance_agree_with_gpytorch_posterior():
 JITTER = 1e-9  # added to the diagonal of the grid's posterior covariance before its Cholesky factor
 
 
-def _crossing_frequency(model, x0, r, samples, seed, n_rad=24, n_ang=64):
+def _crossing_frequency(model, x0, r, samples, seed, n_rad=16, n_ang=48):
     """Joint posterior sample paths on a polar grid of the closed disc of radius r around x0
     (centre, n_rad circles of n_ang points); returns the number of paths with a sign change."""
     th = torch.linspace(0, 2 * math.pi, n_ang + 1, dtype=torch.float64)[:-1]
@@ -156,7 +162,7 @@ def _crossing_frequency(model, x0, r, samples, seed, n_rad=24, n_ang=64):
 def test_bayes_radius_by_joint_posterior_sampling():
     """Sign changes of 2000 posterior paths on the certified disc: Clopper-Pearson lower end <= delta;
     on a disc 10x larger the frequency is significantly above delta (the machinery detects failures).
-    Measured (seeds as below): 0, 0.02, 0 at the certified radius; 0.965, 0.19, 0.96 at 10x."""
+    Measured (seeds as below): 0, 0.02, 0 at the certified radius; 0.963, 0.19, 0.956 at 10x."""
     model = _toy_model()
     x0 = _test_points(8)
     delta = 0.1
