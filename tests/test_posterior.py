@@ -286,3 +286,18 @@ def test_batch_and_dtype():
     torch.testing.assert_close(r32.bayes_radius, res.bayes_radius, rtol=1e-4, atol=1e-7)
     # the float32 model itself is not modified
     assert next(m32.parameters()).dtype == torch.float32
+
+
+# ------------------------------------------------------------------------------------------ report check
+def test_check_posterior_quick_rbf(tmp_path):
+    """The report check in quick mode, RBF only: PASS, table, PNG, attack ratios >= 1."""
+    from gpbound.report.checks import CheckContext
+    from gpbound.report.plots import is_png
+    from gpbound.report.posterior_check import check_posterior
+
+    res = check_posterior(CheckContext(out_dir=tmp_path, quick=True), kernels=("rbf",))
+    assert res.status == "PASS", [str(c) for c in res.comparisons]
+    assert is_png(tmp_path / res.figures[0])
+    assert res.table["rows"][0][0] == "rbf"
+    assert all(r >= 1 for r in res.numbers["rbf"]["attack_ratios"])
+    assert "Median attack distance / certified mean radius" in res.details
