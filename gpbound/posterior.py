@@ -259,6 +259,16 @@ def posterior_mean_function(model):
     Float64, differentiable with autograd (for :func:`gpbound.attacks.minimal_distance`); the same
     Cholesky solution :math:`\tilde\alpha` as :func:`certify`, whose mean radii hold for it and for
     the exact posterior mean (module docstring: the solve's residual margin).
+
+    Parameters
+    ----------
+    model : gpytorch.models.ExactGP
+        As for :func:`certify`.
+
+    Returns
+    -------
+    callable
+        ``f(x)`` for ``x`` of shape ``(B, n)`` (any floating dtype), a float64 tensor ``(B,)``.
     """
     post = _Posterior(model)
     return post.mean
