@@ -34,7 +34,7 @@ MAX_PIXELS = 2 ** 63 - 1  # a pixel count beyond int64 is not an image (and woul
 
 def _pixels(v, name):
     """A pixel count: an int in [1, 2^63 - 1] (NumPy integers accepted); TypeError/ValueError naming it."""
-    return positive_int(v, f"{name} (a pixel count)", minimum=1, maximum=MAX_PIXELS)
+    return positive_int(v, name, minimum=1, maximum=MAX_PIXELS)
 
 
 def theorem2_M(arch_or_pixels, flatten_pixels=None):
@@ -69,16 +69,16 @@ def theorem2_M(arch_or_pixels, flatten_pixels=None):
     if hasattr(arch_or_pixels, "input_pixels") and hasattr(arch_or_pixels, "flatten_pixels"):
         if flatten_pixels is not None:
             raise ValueError("flatten_pixels must be None when an architecture is given")
-        i0 = _pixels(arch_or_pixels.input_pixels, "arch.input_pixels")
-        ilf = _pixels(arch_or_pixels.flatten_pixels, "arch.flatten_pixels")
+        i0 = _pixels(arch_or_pixels.input_pixels, "arch_or_pixels.input_pixels (a pixel count)")
+        ilf = _pixels(arch_or_pixels.flatten_pixels, "arch_or_pixels.flatten_pixels (a pixel count)")
     else:
         if flatten_pixels is None:
             raise TypeError(
                 "theorem2_M needs an object with input_pixels and flatten_pixels attributes, "
                 "or two ints (input_pixels, flatten_pixels)"
             )
-        i0 = _pixels(arch_or_pixels, "input_pixels")
-        ilf = _pixels(flatten_pixels, "flatten_pixels")
+        i0 = _pixels(arch_or_pixels, "arch_or_pixels (the input pixel count |I0|)")
+        ilf = _pixels(flatten_pixels, "flatten_pixels (a pixel count)")
     return math.sqrt(i0 / ilf)
 
 

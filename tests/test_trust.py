@@ -173,11 +173,11 @@ def test_theorem2_M_rejects_overflow_and_bad_types():
     from gpbound.constants import theorem2_M
 
     assert theorem2_M(np.int64(1024), np.int64(64)) == 4.0
-    with pytest.raises(ValueError, match="input_pixels"):
+    with pytest.raises(ValueError, match="arch_or_pixels"):
         theorem2_M(10 ** 400, 1)
     with pytest.raises(ValueError, match="flatten_pixels"):
         theorem2_M(1, 10 ** 400)
-    with pytest.raises(TypeError, match="input_pixels"):
+    with pytest.raises(TypeError, match="arch_or_pixels"):
         theorem2_M(torch.tensor([16, 4]), 4)
     with pytest.raises(TypeError, match="flatten_pixels"):
         theorem2_M(16, 4.0)
