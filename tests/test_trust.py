@@ -285,3 +285,17 @@ def test_covering_inputs_are_never_parsed_or_truncated():
             log_covering_number(eps, 10)
     with pytest.raises(TypeError, match="^n"):
         log_covering_number(0.5, "10")
+
+
+def test_build_report_validates_seed_and_threads(tmp_path):
+    """Before: build_report(seed=np.int64(1)) and threads=np.int64(1) were refused (ValueError)."""
+    from gpbound.report import CheckResult, Comparison, build_report
+
+    def ok(ctx):
+        return CheckResult("ok", "ok", "b", "m", "t", comparisons=[Comparison("c", 1, "<=", 2)])
+
+    assert build_report(tmp_path / "a", checks=[ok], seed=np.int64(1), threads=np.int64(1)).all_passed
+    with pytest.raises(TypeError, match="seed"):
+        build_report(tmp_path / "b", checks=[ok], seed=True)
+    with pytest.raises(ValueError, match="threads"):
+        build_report(tmp_path / "c", checks=[ok], threads=0)

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
+from gpbound import validation as _validation
+
 from .checks import CheckContext, CheckResult, atomic_write_text, run_check, to_jsonable
 from .render import render_html, render_markdown
 
@@ -115,8 +117,7 @@ def build_report(out_dir="docs/report", *, checks: Optional[Sequence] = None, qu
     -------
     ReportResult
     """
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    seed = _validation.seed(seed, "seed")
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ValueError(f"out_dir must be a directory, got the file {str(out)!r}")
@@ -126,8 +127,8 @@ def build_report(out_dir="docs/report", *, checks: Optional[Sequence] = None, qu
     checks = default_checks() if checks is None else list(checks)
     ctx = CheckContext(out_dir=out, quick=bool(quick), results_dir=Path(results_dir) if results_dir else None,
                        seed=seed, device=device, options=dict(options or {}))
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-        raise ValueError(f"threads must be None or an integer >= 1, got {threads!r}")
+    if threads is not None:
+        threads = _validation.positive_int(threads, "threads")
     import torch
 
     old_threads = torch.get_num_threads()
