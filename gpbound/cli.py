@@ -1,4 +1,4 @@
-"""Command line of gpbound: ``gpbound radius | verify | reproduce | report``.
+"""Command line of gpbound: ``gpbound radius | verify | reproduce | report | certify``.
 
 Examples
 --------
@@ -9,6 +9,7 @@ Examples
     gpbound verify --arch resnet --image-size 8 --delta 0.1 --num-networks 200 --seed 0
     gpbound reproduce fig1 --out results/fig1 --quick
     gpbound report --out docs/report
+    gpbound certify --demo digits --out certify.png
 
 User mistakes (bad values, missing or malformed files, unknown presets, ``delta`` outside
 (0, 1): argument parsing, :class:`UserError`, file errors) end with one line
@@ -639,13 +640,13 @@ def _cmd_certify(args) -> int:
 
 # --------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
-    """The argparse parser of ``gpbound`` (subcommands radius, verify, reproduce, report)."""
+    """The argparse parser of ``gpbound`` (subcommands radius, verify, reproduce, report, certify)."""
     p = _Parser(prog="gpbound", description="Adversarial robustness guarantees for random deep neural "
                 "networks (De Palma, Kiani, Lloyd, ICML 2021): certified radii, verification, report.")
     from gpbound import __version__
 
     p.add_argument("--version", action="version", version=f"gpbound {__version__}")
-    sub = p.add_subparsers(dest="command", metavar="{radius,verify,reproduce,report}", parser_class=_Parser)
+    sub = p.add_subparsers(dest="command", metavar="{radius,verify,reproduce,report,certify}", parser_class=_Parser)
     sub.required = True
     delta_t = _float_in("delta", 0.0, 1.0)
 

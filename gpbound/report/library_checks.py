@@ -16,6 +16,8 @@ Checks (each SKIPs while the module it needs is missing):
 * ``corollary1``  the Corollary 1 radius table of the resnet preset, vs eq. (16)/(18).
 * ``tightness``   measured P(distance <= r) vs the comparison and Dudley bounds, l1/l2/linf
                   (:mod:`gpbound.report.tightness`).
+* ``posterior``   certified radii of trained GPyTorch ExactGPs on digits vs attacks on their mean
+                  (:mod:`gpbound.report.posterior_check`).
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ import numpy as np
 
 from .checks import Check, CheckContext, CheckResult, CheckSkipped, Comparison
 from .plots import figure
+from .posterior_check import check_posterior
 from .tightness import check_tightness
 
 __all__ = [
@@ -646,4 +649,6 @@ DEFAULT_CHECKS: List[Check] = [
           title="(h) Corollary 1 radius table"),
     Check("tightness", check_tightness, requires=("gpbound.radii", "gpbound.verification", "gpbound.lipschitz"),
           title="(i) Tightness of the certificates"),
+    Check("posterior", check_posterior, requires=("gpbound.posterior",),
+          title="(j) Certificates for trained GP classifiers (digits)"),
 ]
