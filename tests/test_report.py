@@ -445,3 +445,14 @@ def test_reproduce_summary_json_is_written_atomically(tmp_path, monkeypatch, cap
     assert "No space" in capsys.readouterr().err
     assert (out / "summary.json").read_text() == '{"old": true}'
     assert sorted(p.name for p in out.iterdir()) == ["summary.json"]
+
+
+def test_comparison_numbers_are_never_parsed_or_truncated():
+    """Before: Comparison parsed the string '1.0' and took True as 1.0 (float(value))."""
+    import torch
+
+    assert Comparison("a", np.float64(1.0), "<=", torch.tensor(2.0, dtype=torch.float64)).holds
+    assert not Comparison("a", float("nan"), "<=", 2.0).holds
+    for bad in ("1.0", True, 1 + 0j, None, [1.0]):
+        with pytest.raises(TypeError, match="lhs"):
+            Comparison("a", bad, "<=", 2.0)

@@ -41,11 +41,10 @@ _RELATIONS = ("<=", ">=", "==")
 
 
 def _as_float(value, name):
-    try:
-        out = float(value)
-    except (TypeError, ValueError) as exc:  # pragma: no cover - message path
-        raise TypeError(f"{name} must be a real number, got {value!r}") from exc
-    return out
+    """A real number (NaN and +-inf allowed: NaN never holds); no strings, bools or complex numbers."""
+    from gpbound.validation import real_number
+
+    return real_number(value, name, allow_inf=True, allow_nan=True)
 
 
 @dataclass(frozen=True)
