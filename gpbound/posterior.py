@@ -190,6 +190,10 @@ def _validate(model):
     if not isinstance(lik, gpytorch.likelihoods.GaussianLikelihood) or \
             isinstance(lik, gpytorch.likelihoods.FixedNoiseGaussianLikelihood):
         raise TypeError(f"model.likelihood must be a gpytorch GaussianLikelihood; got {type(lik).__name__}")
+    for attr in ("mean_module", "covar_module"):
+        if not isinstance(getattr(model, attr, None), torch.nn.Module):
+            raise TypeError(f"model must keep its mean and kernel in the attributes mean_module and covar_module "
+                            f"(the GPyTorch convention); {attr!r} is missing")
     mean = model.mean_module
     if isinstance(mean, gpytorch.means.ZeroMean):
         c = 0.0
