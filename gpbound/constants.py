@@ -77,7 +77,7 @@ def theorem2_M(arch_or_pixels, flatten_pixels=None):
                 "theorem2_M needs an object with input_pixels and flatten_pixels attributes, "
                 "or two ints (input_pixels, flatten_pixels)"
             )
-        i0 = _pixels(arch_or_pixels, "arch_or_pixels (the input pixel count |I0|)")
+        i0 = _pixels(arch_or_pixels, "arch_or_pixels (input_pixels, a pixel count)")
         ilf = _pixels(flatten_pixels, "flatten_pixels (a pixel count)")
     return math.sqrt(i0 / ilf)
 
