@@ -64,8 +64,11 @@ def dudley_bound(log_covering, upper, scale=1.0, breakpoints=(), with_error=Fals
     """
     if not callable(log_covering):
         raise TypeError(f"log_covering must be callable eps -> ln N(eps), got {type(log_covering).__name__}")
-    u = float(as_float_array(upper, "upper"))
-    s = float(as_float_array(scale, "scale"))
+    ua, sa = as_float_array(upper, "upper"), as_float_array(scale, "scale")
+    for name, arr in (("upper", ua), ("scale", sa)):
+        if np.ndim(arr) != 0:
+            raise TypeError(f"{name} must be a scalar, got an array of shape {np.shape(arr)}")
+    u, s = float(ua), float(sa)
     if u <= 0:
         raise ValueError(f"upper must be > 0, got {upper!r}")
     if s <= 0:

@@ -735,12 +735,18 @@ def corollary1(arch, x0, delta, entropy="numeric", segment_form="derived", metho
 # ---------------------------------------------------------------------------------------------
 # Remark 5: lp balls
 def _p(p):
+    """Validate an lp exponent: a number >= 1 or inf, or a norm name ("l1", "l2", "l1.5", "linf", "inf").
+
+    A bare numeric string ("2") is a TypeError: strings are names, never parsed as numbers.
+    """
     if isinstance(p, str):
-        key = p.lower().lstrip("l")
-        if key in ("inf", "infinity"):
+        key = p.strip().lower()
+        if key in ("inf", "infinity", "linf", "l_inf"):
             return math.inf
+        if not key.startswith("l"):
+            raise TypeError(f"p must be a number >= 1, inf, or a norm name 'l1'/'l2'/'linf'; got the string {p!r}")
         try:
-            p = float(key)
+            p = float(key[1:])
         except ValueError:
             raise ValueError(f"p must be a number >= 1, inf, or 'l1'/'l2'/'linf', got {p!r}") from None
     if isinstance(p, bool) or not isinstance(p, (int, float, np.integer, np.floating)):
@@ -765,6 +771,7 @@ def _lp_setup(p, x0, n):
             raise ValueError("x0 must be finite (no NaN or inf)")
         return p, pts.norm(dim=-1), pts.shape[-1], pts, x0 if isinstance(x0, torch.Tensor) else None
     as_dimension(n, "n")
+    _pos(_np(x0), "x0")  # x0 holds l2 norms here: name the argument the caller passed
     return p, x0, n, None, x0 if isinstance(x0, torch.Tensor) else None
 
 
@@ -803,6 +810,8 @@ def lp_radius(p, x0, delta, M, n=None, entropy="numeric", method="comparison"):
     float, ndarray or tensor
     """
     method = _method(method)
+    if not isinstance(entropy, str) or entropy not in ENTROPY_METHODS:
+        raise ValueError(f"entropy must be one of {ENTROPY_METHODS}, got {entropy!r}")
     p, x0_norm, n, _, like = _lp_setup(p, x0, n)
     if isinstance(x0_norm, torch.Tensor):
         like = x0_norm

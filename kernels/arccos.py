@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import numbers
 
 import torch
 import gpytorch
@@ -57,7 +58,7 @@ _COMPILED = {"on": False, "fn": None}
 
 
 def _check_order(order):
-    if isinstance(order, bool) or not isinstance(order, (int,)) or order not in (0, 1, 2):
+    if isinstance(order, bool) or not isinstance(order, numbers.Integral) or order not in (0, 1, 2):
         raise ValueError(f"order must be 0, 1 or 2 (arc-cosine kernel order); got {order!r}")
     return int(order)
 
@@ -375,6 +376,11 @@ def arc_cosine(x1, x2, order: int = 1, diag: bool = False):
     torch.Tensor, shape ``(..., N, M)`` (or ``(..., N)``)
     """
     order = _check_order(order)
+    for name, x in (("x1", x1), ("x2", x2)):
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor of shape (..., N, d); got {type(x).__name__}")
+        if not bool(torch.isfinite(x).all()):
+            raise ValueError(f"{name} must be finite (no NaN or inf)")
     if x1.shape[-1] != x2.shape[-1]:
         raise ValueError(f"x1 and x2 must have the same last dimension; got {x1.shape[-1]} and {x2.shape[-1]}")
     a = (x1 * x1).sum(-1)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import numbers
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
@@ -79,9 +80,12 @@ def _check_variance(value, name: str):
             raise ValueError(f"{name} must be a scalar; got shape {tuple(value.shape)}")
         v = float(value.detach())
     else:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
             raise TypeError(f"{name} must be a real number; got {type(value).__name__}")
-        v = float(value)
+        try:
+            v = float(value)
+        except OverflowError:
+            raise ValueError(f"{name} must be finite; got an integer too large for a float") from None
     if not math.isfinite(v):
         raise ValueError(f"{name} must be finite; got {v}")
     return v

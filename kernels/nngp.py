@@ -91,6 +91,10 @@ class NNGPKernel(gpytorch.kernels.Kernel):
         self._set("sigma_b2", value, positive=False)
 
     def _set(self, name, value, positive):
+        from .layers import _check_variance
+
+        if not isinstance(value, torch.Tensor):
+            value = _check_variance(value, name)  # numbers.Real incl. NumPy scalars; overflow named
         v = torch.as_tensor(value, dtype=self.raw_sigma_w2.dtype, device=self.raw_sigma_w2.device)
         if v.numel() != 1:
             raise ValueError(f"{name} must be a scalar; got shape {tuple(v.shape)}")
@@ -103,6 +107,8 @@ class NNGPKernel(gpytorch.kernels.Kernel):
     def __call__(self, x1, x2=None, diag=False, last_dim_is_batch=False, **params):
         # check the widths before gpytorch's own shape logic, whose errors don't name the argument
         n = self.architecture.n if self.active_dims is None else None
+        if x1 is None:
+            raise TypeError("x1 must be a torch.Tensor of shape (..., N, n); got None")
         for name, x in (("x1", x1), ("x2", x2)):
             if x is None:
                 continue

@@ -12,9 +12,8 @@ objects, ragged or string arrays, NaN, +-inf, huge ints, out-of-range numbers). 
 The profile is derandomised (tests/conftest.py), so the same cases run every time. The cases
 total about 2,900 (see ``MAX_EXAMPLES``); measured about 30-60 s on the shared 2-core machine.
 
-Cases that still break the contract in files this suite's authors do not own are excluded from
-the random draws and pinned, one by one, in :func:`test_known_contract_violations` (strict xfail:
-the test starts failing, as a reminder, once the library is fixed).
+Cases this suite found breaking the contract were excluded from the random draws, fixed in the
+library, and pinned one by one in :func:`test_fixed_contract_violations` as regression tests.
 """
 import math
 import re
@@ -45,7 +44,7 @@ BAD_M = BAD_TYPE + BAD_NONFINITE + [0.5, 0, -2, np.float64(0.99)]
 BAD_N = BAD_TYPE + BAD_NONFINITE + [0, -3, 1.5, np.float64(2.5), 0.5]
 BAD_INT = BAD_TYPE + BAD_NONFINITE + [0, -3, 1.5, 2.0, np.float64(2.0)]
 BAD_SEED = [True, 1 + 2j, "1", b"2", object(), 1.5, 2.0, math.nan, -1, 2 ** 64, 10 ** 400, [1]]
-# p: the string "2" is a KNOWN violation of radii._p (it parses it); see test_known_contract_violations
+# p: the string "2" was parsed as a number by radii._p (fixed; see test_fixed_contract_violations)
 BAD_P = [True, False, 1 + 2j, np.complex128(2), b"2", None, object(), "abc", "lx", math.nan, 0.5, 0, -1,
          "l0.5", np.float64(0.5), [1.0, "a"]]
 
@@ -382,8 +381,9 @@ def _arc(x1, x2, order=1):
 
 
 KNOWN = [
-    # (file, call, the argument the error must name, what happens instead) -- violations of the contract
-    # found by this suite in files its authors do not own; each is excluded from the random draws above
+    # (file, call, the argument the error must name, what happened before the fix) -- violations of the
+    # contract found by this suite (excluded from the random draws above), fixed since; each stays a
+    # regression test
     ("gpbound/radii.py", lambda: radii.comparison_radius(1.0, 0.1, 10, 2.0, p="2"), "p",
      "radii._p parses the string '2' as the number 2 (only norm names 'l2', 'inf' ... should be accepted)"),
     ("gpbound/radii.py", lambda: radii.lp_radius(2, math.nan, 0.1, 2.0, n=10), "x0",
@@ -410,8 +410,7 @@ KNOWN = [
 
 
 @pytest.mark.parametrize("where, fn, name, why", KNOWN, ids=[f"{k[0]}-{i}" for i, k in enumerate(KNOWN)])
-@pytest.mark.xfail(strict=True, reason="known contract violation in a file the fuzz suite's authors do not own")
-def test_known_contract_violations(where, fn, name, why):
+def test_fixed_contract_violations(where, fn, name, why):
     """``name`` None: a valid call that must work; else an invalid call that must be rejected naming ``name``."""
     if name is None:
         assert _finite(fn()), why
