@@ -30,7 +30,7 @@ def resnet_M(s):
 
         return float(get_preset("resnet", image_size=s).M), "gpbound.kernels.presets"
     except Exception:  # noqa: BLE001 - preset module not available (yet)
-        # two 2x down-samplings: |I0| / |I_Lf| = 16, M = 4 (THEORY section 6)
+        # two 2x down-samplings: |I0| / |I_Lf| = 16, M = 4 (docs/theory.md section 6)
         return 4.0, "fallback M = 4 (|I0|/|I_Lf| = 16)"
 
 

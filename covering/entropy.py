@@ -1,6 +1,6 @@
 r"""The entropy integral of Theorem 3: :math:`\int_0^\infty \sqrt{\ln N(\varepsilon)}\,d\varepsilon`.
 
-Three values are offered (THEORY.md section 4):
+Three values are offered (docs/theory.md section 4):
 
 * ``"numeric"`` -- the integral of the Theorem 3 bound, first piece by quadrature with
   the quadrature error estimate *added* (an upper bound; default for certified radii);
@@ -78,7 +78,7 @@ def first_piece(n, with_error=False):
 
     Notes
     -----
-    Substitution ``x = eps sqrt(n)`` (THEORY section 4), then ``x = e^{-u}``, which turns
+    Substitution ``x = eps sqrt(n)`` (docs/theory.md section 4), then ``x = e^{-u}``, which turns
     the integrable ``sqrt(ln(1/x))`` singularity at ``x = 0`` into the smooth,
     exponentially decaying integrand above, integrated on ``[0, inf)``.
     """
@@ -235,7 +235,7 @@ def entropy_integral(n, method="numeric"):
     Split eq. (36) at :math:`1/\sqrt n` and 1 (the integrand is 0 beyond 1):
     :math:`\int_0^\infty = I_1(n) + (\ln n/2)\sqrt{\ln 2n}`; see :func:`first_piece`,
     :func:`middle_piece`. Ordering for all n >= 1: numeric <= closed; numeric > paper for
-    n <= 1e6 (THEORY section 4).
+    n <= 1e6 (docs/theory.md section 4).
 
     Examples
     --------

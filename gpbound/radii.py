@@ -19,7 +19,7 @@ ball :math:`B = B^1_r(x_0)`, :math:`\|x - x_0\|_2 \le \|x - x_0\|_1 < r`. Write
    :math:`2\int_{\varphi_r/K_r}^\infty \le \frac{2}{\sqrt{2\pi K_{00}}}\sqrt{\pi/2}\,\sigma_r/K_r
    = \sigma_r/(K_r\sqrt{K_{00}})`. So
    :math:`p_r \le (\sqrt{2/\pi}\,\varphi_r + \sigma_r)/(K_r\sqrt{K_{00}})` -- note the
-   coefficient of :math:`\sigma_r` is 1, not :math:`\sqrt{2/\pi}` (THEORY.md's transcription of
+   coefficient of :math:`\sigma_r` is 1, not :math:`\sqrt{2/\pi}` (a transcription of
    eq. 32 as :math:`\sqrt{2/\pi}(\varphi_r + \sigma_r)` would give the smaller, unproved
    :math:`+\sqrt{2/\pi}` in eq. 39; the paper's eq. 39 has +1, consistent with this derivation).
 4. With steps 1-2, and :math:`8\sqrt2\cdot\sqrt{2/\pi} = 16/\sqrt\pi` (exact):

@@ -3,7 +3,7 @@
 * :func:`sample_gp_paths` -- exact zero-mean GP paths on a finite point set via the
   Cholesky factor of the kernel matrix (float64, stated jitter);
 * :func:`sample_network_paths` -- outputs of many random finite networks of one
-  architecture (at infinite width a GP with the NNGP kernel, THEORY section 1); for
+  architecture (at infinite width a GP with the NNGP kernel, docs/theory.md section 1); for
   point sets too large for a Cholesky factor;
 * :func:`sample_l1_ball`, :func:`sample_segment` -- points in the sets of Theorem 1
   (the l1 ball ``B^1_r(x0)`` and the segment ``{x0 + t v : 0 <= t <= r}``).
@@ -179,7 +179,7 @@ def sample_network_paths(arch, X, num_networks: int, width=None, sigma_w2: float
 
     ``phi_k(x) = arch.network(width, sigma_w2, sigma_b2, seed=s_k)(x)[output]``; as the
     width grows these are samples of the GP with kernel ``NNGPKernel(arch, sigma_w2,
-    sigma_b2)`` (THEORY section 1).  Networks are evaluated ``chunk`` at a time in one
+    sigma_b2)`` (docs/theory.md section 1).  Networks are evaluated ``chunk`` at a time in one
     ``vmap`` call (:class:`gpbound.attacks.ensemble.NetworkEnsemble`); seeds
     ``s_k = spawn_seeds(seed, num_networks)``.
 

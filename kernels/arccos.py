@@ -34,7 +34,7 @@ numbers), so nothing overflows or underflows before the kernel itself does (vari
 References
 ----------
 Y. Cho and L. K. Saul, "Kernel methods for deep learning", NeurIPS 2009.
-De Palma, Kiani, Lloyd, ICML 2021, section 2 (ReLU kernel recursion); THEORY.md §1.
+De Palma, Kiani, Lloyd, ICML 2021, section 2 (ReLU kernel recursion); docs/theory.md §1.
 """
 from __future__ import annotations
 
@@ -321,7 +321,7 @@ def _relu_map(kxx, kyy, kxy):
 
 
 def relu_expectation(kxx, kyy, kxy):
-    """ReLU Gaussian expectation ``F`` (THEORY.md §1; ReLU layers of the paper's eqs. (2) and (5)).
+    """ReLU Gaussian expectation ``F`` (docs/theory.md §1; ReLU layers of the paper's eqs. (2) and (5)).
 
     .. math:: F = E[\\tau(u)\\tau(v)] = \\frac{\\sqrt{k_{xx}k_{yy}}}{2\\pi}
               \\left(\\sin\\theta + (\\pi-\\theta)\\cos\\theta\\right),\\quad

@@ -7,7 +7,7 @@ Each layer class (stax style) has three rules:
 * a *finite builder* ``_build`` producing a :class:`torch.nn.Module` with weights
   ``W ~ N(0, sigma_w2 / fan_in)`` and biases ``b ~ N(0, sigma_b2)``;
 * a *kernel map* ``_kernel`` acting on a :class:`~gpbound.kernels.state.KernelState`
-  (THEORY.md §1, the paper's layer eqs. (1)-(5), section 2).
+  (docs/theory.md §1, the paper's layer eqs. (1)-(5), section 2).
 
 Layers
 ------
@@ -242,7 +242,7 @@ class _ResidualModule(nn.Module):
 class Conv(_Weighted):
     """Circular convolution, stride 1: ``phi'_{i,a} = b_i + sum_j sum_{b in P} W_{ij,b} x_{j,a+b}``.
 
-    Kernel map (THEORY §1, paper eqs. (1)-(2)):
+    Kernel map (docs/theory.md §1, paper eqs. (1)-(2)):
 
     .. math:: K'_{aa'} = \\sigma_b^2 + \\frac{\\sigma_w^2}{|P|}\\sum_{b\\in P} K_{a+b,\\,a'+b}
 
@@ -403,7 +403,7 @@ class Flatten(_Weighted):
 
     .. math:: K' = \\sigma_b^2 + \\frac{\\sigma_w^2}{|I|}\\sum_{a\\in I} K_{aa}
 
-    (THEORY §1 "flatten + dense" with the ReLU as a separate layer;
+    (docs/theory.md §1 "flatten + dense" with the ReLU as a separate layer;
     ``fan_in = C |I|``.)
 
     Parameters
@@ -442,7 +442,7 @@ def _flatten_kernel(state: KernelState, sw2, sb2) -> KernelState:
 
 
 class ReLU(Layer):
-    """Rectifier ``tau(x) = max(0, x)``; kernel map ``K' = F(K)`` (THEORY §1, arc-cosine order 1).
+    """Rectifier ``tau(x) = max(0, x)``; kernel map ``K' = F(K)`` (docs/theory.md §1, arc-cosine order 1).
 
     Its input must be a zero-mean Gaussian field (the output of Conv, Dense, Flatten,
     possibly pooled or summed in a Residual), not the raw input nor a post-ReLU tensor.
@@ -910,7 +910,7 @@ class Architecture:
         return sw, sb
 
     def kernel(self, x1, x2=None, sigma_w2=2.0, sigma_b2=0.0, diag=False, max_elements=2 ** 24):
-        """NNGP kernel of one output unit (THEORY §1; paper eqs. (1)-(5)).
+        """NNGP kernel of one output unit (docs/theory.md §1; paper eqs. (1)-(5)).
 
         Parameters
         ----------

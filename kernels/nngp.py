@@ -15,7 +15,7 @@ class NNGPKernel(gpytorch.kernels.Kernel):
 
     .. math:: K(x, y) = \\lim_{\\text{width}\\to\\infty} E[\\phi(x)\\phi(y)]
 
-    computed by the layer recursion of THEORY.md §1 (paper layer eqs. (1)-(5)): conv and
+    computed by the layer recursion of docs/theory.md §1 (paper layer eqs. (1)-(5)): conv and
     dense layers ``K' = sb2 + sw2 (...)``, ReLU ``K' = F(K)``, skips ``K' = K + block(K)``,
     average pooling and flatten.  Inputs are ``... x N x n`` with ``n = prod(input_shape)``
     (images flattened in C, H, W order); the base class handles ``active_dims``.

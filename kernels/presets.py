@@ -1,4 +1,4 @@
-"""Theory presets (THEORY.md §6) as layer descriptions.
+"""Theory presets (docs/theory.md §6) as layer descriptions.
 
 Every preset is *analytic*: pre-activation skips and average-pooling down-sampling, so
 the NNGP recursion, Theorem 2 and Corollary 1 apply.  (The authors' post-activation,

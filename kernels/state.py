@@ -108,7 +108,7 @@ class KernelState:
 
     # ------------------------------------------------------------------ the ReLU map
     def relu(self) -> "KernelState":
-        """``K -> F(K)`` entrywise (THEORY §1), with ``F(k, k, k) = k/2`` on the variances."""
+        """``K -> F(K)`` entrywise (docs/theory.md §1), with ``F(k, k, k) = k/2`` on the variances."""
         v1, v2 = self.pixel_variances()
         kx = self._pair_x(self._full_pix(v1, True))
         ky = self._pair_y(self._full_pix(v2, False))
@@ -203,7 +203,7 @@ def _input_cov(x1: torch.Tensor, x2: torch.Tensor, grid, full: bool, pairs: str)
 def input_state(x1: torch.Tensor, x2: torch.Tensor, input_shape, full: bool, diag_pairs: bool) -> KernelState:
     """Kernel state of the raw input: ``K_{ab}(x, y) = (1/C0) sum_c x_{c,a} y_{c,b}``.
 
-    With this normalisation the input conv map of THEORY §1,
+    With this normalisation the input conv map of docs/theory.md §1,
     ``K' = sb2 + sw2/(C0 |P|) sum_b sum_c x_{c,a+b} y_{c,a'+b}``, is the generic
     conv map applied to the input state.
 

@@ -2,7 +2,7 @@
 
 Oracles: the radii printed by `gpbound radius --json` must equal the library functions
 (gpbound.radii, gpbound.covering) called directly here, and the closed forms of
-THEORY §3/§5 recomputed here (eq. 39-40 tight l1 radius, Remark 5 l_p scaling).
+docs/theory.md §3/§5 recomputed here (eq. 39-40 tight l1 radius, Remark 5 l_p scaling).
 """
 import json
 import math

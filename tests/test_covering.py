@@ -1,8 +1,8 @@
 """Theorem 3, the entropy integral and Maurey's cover (gpbound.covering).
 
 Oracles: the piecewise formula of eq. (36) evaluated with Python's math module, scipy quad
-of the *untransformed* integrand (a different route from the implementation), THEORY.md's
-table of I1(n), and exact geometry (every sampled point of the l1 ball must lie within eps
+of the *untransformed* integrand (a different route from the implementation), the
+table of I1(n) quoted in docs/theory.md §4, and exact geometry (every sampled point of the l1 ball must lie within eps
 of a center of the Maurey cover).
 """
 

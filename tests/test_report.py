@@ -144,7 +144,7 @@ def test_exact_expected_max_oracle():
 
 
 def test_entropy_oracle_against_theory_table():
-    # THEORY §4 table of I_1(n); the oracle adds the exact middle piece (ln n / 2) sqrt(ln 2n)
+    # docs/theory.md §4 table of I_1(n); the oracle adds the exact middle piece (ln n / 2) sqrt(ln 2n)
     # (for n = 2..5 the oracle's middle piece is the larger, proved Maurey one: checked at n = 2 below)
     for n, i1 in ((48, 1.8997), (3072, 2.3821), (10**6, 2.9283)):
         mid = 0.5 * math.log(n) * math.sqrt(math.log(2 * n))
@@ -218,7 +218,7 @@ def test_quick_report_entropy_numbers(quick_report):
         assert nums["numeric"][i] == pytest.approx(float(entropy_integral(n, method="numeric")), rel=1e-12)
         assert nums["closed"][i] == pytest.approx(float(a_n_tilde(n)), rel=1e-12)
         assert nums["paper"][i] == pytest.approx(float(a_n_paper(n)), rel=1e-12)
-        # independent check of the paper's a_n (eq. 37, THEORY §4)
+        # independent check of the paper's a_n (eq. 37, docs/theory.md §4)
         assert nums["paper"][i] == pytest.approx(
             0.75 * math.sqrt(math.log(4 * n)) + 0.5 * math.log(n) * math.sqrt(math.log(2 * n)), rel=1e-12)
     assert c["status"] == "PASS"

@@ -3,7 +3,7 @@
 ``minimal_distance(f, x0, norm)`` runs an ensemble of attacks (gradient
 linearisation / DeepFool with boundary refinement, FMN, DDN) on a scalar function
 ``f: (B, n) -> (B,)`` whose label is ``sign f``, verifies every example and keeps,
-per point, the smallest distance (THEORY section 6).  :mod:`.ensemble` evaluates
+per point, the smallest distance (docs/theory.md section 6).  :mod:`.ensemble` evaluates
 many networks of one architecture in one batched call; :mod:`.exact` is the exact
 oracle for affine ``f``.
 """

@@ -1,6 +1,6 @@
 """``minimal_distance``: per-point minimum over an ensemble of verified minimal-norm attacks.
 
-THEORY section 6: for each norm run an ensemble of attacks and keep, per point,
+docs/theory.md section 6: for each norm run an ensemble of attacks and keep, per point,
 the smallest distance found; every reported distance is a verified label flip.
 Here each attack's candidate is checked (``f(x0) f(x_adv) < 0``, with the
 dtype-scaled margin of :func:`gpbound.attacks.verify.flip_margin`), bisected onto
@@ -148,7 +148,7 @@ def minimal_distance(f: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor
     ``[x0, x_adv]`` (``bisection_steps`` halvings in the working dtype, far side kept),
     re-verifies each bisected point alone (a fresh forward pass of a batch of one row:
     a point that no longer flips there is no success), and keeps per point the
-    smallest distance (THEORY section 6).  The returned
+    smallest distance (docs/theory.md section 6).  The returned
     ``distance`` is therefore an upper bound on the true minimal distance
     ``min {||x - x0||_p : sign f(x) != sign f(x0)}``; for affine ``f`` it equals
     ``|f(x0)| / ||w||_q`` up to bisection resolution.

@@ -1,4 +1,4 @@
-"""The paper's experiments (section 4, THEORY §6): Figures 1-4, as plain result dicts.
+"""The paper's experiments (section 4, docs/theory.md §6): Figures 1-4, as plain result dicts.
 
 * :func:`run_distance_sweep` -- Figs 1-2: minimal adversarial distances of random
   networks at random inputs (3-channel images, pixels uniform on [0, 1]) against the input

@@ -1,4 +1,4 @@
-"""The two network presets of the experiments (THEORY section 6).
+"""The two network presets of the experiments (docs/theory.md section 6).
 
 * ``"faithful"`` -- the authors' network as a plain :class:`torch.nn.Module`: the Keras
   CIFAR ResNet v1 (depth 20) *without batch norm* and without global average pooling.
@@ -57,7 +57,7 @@ class _SameConv2d(nn.Module):
 
     Weights ``W ~ N(0, 2 / fan_in)`` with ``fan_in = C_in k^2`` (He et al. 2015), biases 0,
     as Keras' ``he_normal`` / ``zeros`` (Keras 2.2.4 truncates at 2 sigma; the untruncated
-    normal is used here so that the network is the Gaussian-weight network of THEORY §1).
+    normal is used here so that the network is the Gaussian-weight network of docs/theory.md §1).
     """
 
     def __init__(self, c_in, c_out, kernel, stride, generator, device, dtype):
@@ -104,7 +104,7 @@ class FaithfulResNet(nn.Module):
     ``x = ReLU(x + Conv3x3(ReLU(Conv3x3(x))))`` with widths ``w1, w2, w3`` (default 32, 64,
     128), the first block of stacks 2 and 3 striding by 2 with a linear 1x1 stride-2
     shortcut; TensorFlow 'same' zero padding; ``Flatten -> Dense``. All weights are
-    He-normal, :math:`W \sim \mathcal N(0, 2/\mathrm{fan\_in})`, biases zero (THEORY §6).
+    He-normal, :math:`W \sim \mathcal N(0, 2/\mathrm{fan\_in})`, biases zero (docs/theory.md §6).
 
     The output is a scalar logit ``phi(x)`` of shape ``(B,)``; the label is
     ``sign phi(x)``. With ``logits=2`` the head is ``Dense(2)`` and the scalar is the
@@ -221,7 +221,7 @@ def make_network(preset: str, image_size: int, seed: int = 0, in_channels: int =
     Parameters
     ----------
     preset : {"faithful", "theory"}
-        See the module docstring (THEORY §6).
+        See the module docstring (docs/theory.md §6).
     image_size : int
         Side ``s`` of the ``s x s`` input images (``n = C0 s^2``). The theory preset
         down-samples by average pooling, so it needs ``s`` divisible by 4.

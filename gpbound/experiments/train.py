@@ -1,6 +1,6 @@
 """Training of the scalar-output networks on binary tasks (Figure 4 of the paper).
 
-The authors' protocol (THEORY §6): a 2-way softmax head, Adam with learning rate 1e-4,
+The authors' protocol (docs/theory.md §6): a 2-way softmax head, Adam with learning rate 1e-4,
 batch 32; the first epoch is repeated *from a fresh start* until the training accuracy
 reaches 0.53, then more epochs follow (14 for MNIST, 24 for CIFAR-10). With a scalar logit
 ``phi`` the 2-way softmax cross-entropy on the logit difference is exactly the logistic

@@ -46,7 +46,7 @@ def expected_max_abs_gaussian(n: int) -> float:
 
     :math:`E \max|g_i| = \int_0^\infty 1 - \mathrm{erf}(t/\sqrt2)^n\, dt`, which is
     :math:`E \sup_{x \in B^1_1} \langle g, x\rangle` (the linear kernel's supremum over the
-    unit l1 ball, THEORY §4).
+    unit l1 ball, docs/theory.md §4).
     """
     from scipy import integrate, special
 
@@ -67,7 +67,7 @@ def _chi_mean(n: int) -> float:
 def entropy_integral_oracle(n: int) -> float:
     r"""Independent quadrature of :math:`\int_0^\infty \sqrt{\ln N(\epsilon)}\,d\epsilon` (Theorem 3).
 
-    Split at ``1/sqrt(n)`` and 1 (THEORY §4): the middle piece is exactly
+    Split at ``1/sqrt(n)`` and 1 (docs/theory.md §4): the middle piece is exactly
     :math:`(\ln n / 2)\sqrt{\ln 2n}`; the first, after ``x = eps sqrt(n)``, is
     :math:`I_1(n) = \int_0^1 \sqrt{\ln(1 + 2\sqrt n / x)}\,dx` (scipy ``quad``).  For n < 64 the
     middle piece is the larger of that and the quadrature of the count Maurey's argument proves
@@ -172,7 +172,7 @@ def check_dudley(ctx: CheckContext, *, bound: Optional[Callable[[int], float]] =
     return CheckResult(
         name="dudley", title="(a) Dudley's bound vs the exact supremum (linear kernel)",
         bound=("Dudley (section 3.1, with Theorem 3): E sup_{x in B^1_1} phi(x) <= 8 sqrt(2) "
-               "int_0^inf sqrt(ln N(eps)) d eps; for K(x,y) = x.y the left side is E max_i |g_i| (THEORY §4)."),
+               "int_0^inf sqrt(ln N(eps)) d eps; for K(x,y) = x.y the left side is E max_i |g_i| (docs/theory.md §4)."),
         measurement=f"Monte Carlo over {S} draws of g ~ N(0, I_n) per n, and the exact value by quadrature.",
         tolerance="MC may exceed the bound by 3 standard errors; MC must match the exact value within 4 SE.",
         comparisons=comps, preset="linear kernel K(x, y) = x.y (no network)", figures=[fig],
@@ -226,7 +226,7 @@ def check_entropy(ctx: CheckContext, *, entropy_integral: Optional[Callable] = N
                "(or a~_n) instead.")
     return CheckResult(
         name="entropy", title="(b) Entropy integral: numeric vs a~_n vs the paper's a_n",
-        bound="Theorem 3 + eq. (37): int_0^inf sqrt(ln N(eps)) d eps <= a~_n (rigorous closed form, THEORY §4).",
+        bound="Theorem 3 + eq. (37): int_0^inf sqrt(ln N(eps)) d eps <= a~_n (rigorous closed form, docs/theory.md §4).",
         measurement="gpbound.covering.entropy_integral (numeric, closed, paper) and an independent scipy "
                     "quadrature of the split integral I_1(n) + (ln n/2) sqrt(ln 2n).",
         tolerance="numeric <= a~_n exactly; numeric >= oracle - 1e-9 and within 1e-4 relative of it.",
@@ -395,13 +395,13 @@ def _fig1_results(ctx: CheckContext) -> dict:
     if key not in _FIG1_CACHE:
         from gpbound.experiments.figures import run_distance_sweep
 
-        # default: n = 48 ... 3072 (the paper's range), 10 networks x 4 points per n, widths 8/16/32,
+        # default: n = 48 ... 3072 (the paper's range), 6 networks x 4 points per n, widths 8/16/32,
         # the per-norm ensemble with 20 attack steps (the 100-step default takes > 30 min on 2 cores);
         # the quick run only smoke-tests the pipeline. Full scale: `gpbound reproduce fig1`.
         sizes = ctx.options.get("fig1_sizes") or ctx.size((4, 8), (4, 8, 12, 16, 24, 32))
         attack_kwargs = ctx.options.get("attack_kwargs") or {"steps": 20}
         _FIG1_CACHE[key] = run_distance_sweep(
-            preset="faithful", sizes=sizes, n_networks=ctx.size(2, 10), n_points=ctx.size(1, 4),
+            preset="faithful", sizes=sizes, n_networks=ctx.size(2, 6), n_points=ctx.size(1, 4),
             widths=ctx.size((4, 4, 4), (8, 16, 32)), blocks_per_stack=1, seed=ctx.seed, progress=False,
             n_min=ctx.size(40.0, 100.0), n_boot=200, attack_kwargs=attack_kwargs)
     return _FIG1_CACHE[key]
@@ -514,7 +514,7 @@ def check_fig4(ctx: CheckContext, *, max_log10_ratio: float = 1.0) -> CheckResul
     if saved is not None and saved.is_file():
         res = json.loads(saved.read_text())
     else:
-        res = run_trained_vs_random("digits", preset="faithful", n_networks=ctx.size(1, 3), n_points=ctx.size(2, 10),
+        res = run_trained_vs_random("digits", preset="faithful", n_networks=ctx.size(1, 2), n_points=ctx.size(2, 10),
                                     norms=("l1",), widths=ctx.size((4, 4, 4), (8, 16, 32)), blocks_per_stack=1,
                                     more_epochs=ctx.size(0, 2), seed=ctx.seed, progress=False)
     fig = "fig4_trained.png"
