@@ -89,16 +89,19 @@ def _int_at_least(name, minimum):
 
 
 def _norm_p(text):
-    t = str(text).lower().lstrip("l")
-    if t in ("inf", "infinity", "oo"):
-        return math.inf
+    """``--p``: command-line text is read as a number when it is one, else as a norm name
+    (:func:`gpbound.validation.norm_p`)."""
+    from gpbound.validation import norm_p
+
+    t = str(text).strip()
     try:
-        p = float(t)
+        value = float(t)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"p must be a number >= 1 or 'inf', got {text!r}")
-    if not (p >= 1) or math.isnan(p):
-        raise argparse.ArgumentTypeError(f"p must be a number >= 1 or 'inf', got {text!r}")
-    return p
+        value = t
+    try:
+        return norm_p(value, "p")
+    except (TypeError, ValueError) as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _p_key(p: float) -> str:

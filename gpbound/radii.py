@@ -735,26 +735,11 @@ def corollary1(arch, x0, delta, entropy="numeric", segment_form="derived", metho
 # ---------------------------------------------------------------------------------------------
 # Remark 5: lp balls
 def _p(p):
-    """Validate an lp exponent: a number >= 1 or inf, or a norm name ("l1", "l2", "l1.5", "linf", "inf").
+    """Validate an lp exponent (:func:`gpbound.validation.norm_p`): a number >= 1 or inf, or a norm name
+    ("l1", "l2", "l1.5", "linf", "inf"); a bare numeric string ("2") is a TypeError."""
+    from gpbound.validation import norm_p
 
-    A bare numeric string ("2") is a TypeError: strings are names, never parsed as numbers.
-    """
-    if isinstance(p, str):
-        key = p.strip().lower()
-        if key in ("inf", "infinity", "linf", "l_inf"):
-            return math.inf
-        if not key.startswith("l"):
-            raise TypeError(f"p must be a number >= 1, inf, or a norm name 'l1'/'l2'/'linf'; got the string {p!r}")
-        try:
-            p = float(key[1:])
-        except ValueError:
-            raise ValueError(f"p must be a number >= 1, inf, or 'l1'/'l2'/'linf', got {p!r}") from None
-    if isinstance(p, bool) or not isinstance(p, (int, float, np.integer, np.floating)):
-        raise TypeError(f"p must be a number >= 1 or inf, got {type(p).__name__}")
-    p = float(p)
-    if math.isnan(p) or p < 1:
-        raise ValueError(f"p must be >= 1 (or inf), got {p!r}")
-    return p
+    return norm_p(p, "p")
 
 
 def _lp_setup(p, x0, n):

@@ -250,8 +250,11 @@ def test_other_bad_input():
             failure_probability(bad_r, 1.0, 10, 2.0)
         with pytest.raises(ValueError, match="r"):
             segment_failure_probability(bad_r, 1.0, 2.0)
-    for bad_p in (0.5, -1, float("nan"), "lx"):
+    for bad_p in (0.5, -1, float("nan"), "l0.5"):
         with pytest.raises(ValueError, match="p"):
+            lp_radius(bad_p, torch.ones(4, dtype=DT), 0.1, 2.0)
+    for bad_p in ("lx", "2"):  # strings are norm names, never parsed as numbers
+        with pytest.raises(TypeError, match="p"):
             lp_radius(bad_p, torch.ones(4, dtype=DT), 0.1, 2.0)
     with pytest.raises(TypeError, match="p"):
         lp_radius(None, torch.ones(4, dtype=DT), 0.1, 2.0)

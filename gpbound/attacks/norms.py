@@ -31,16 +31,13 @@ def parse_norm(norm: NormLike) -> float:
     ValueError
         If ``norm`` is not one of the allowed values.
     """
-    if isinstance(norm, bool):
-        raise TypeError(f"norm must be 1, 2, inf or 'l1', 'l2', 'linf'; got {norm!r}")
-    if isinstance(norm, str):
-        key = norm.strip().lower()
-        if key in _NORM_NAMES:
-            return _NORM_NAMES[key]
-    elif isinstance(norm, (int, float)):
-        p = float(norm)
-        if p in (1.0, 2.0, math.inf):
-            return p
+    from gpbound.validation import norm_p
+
+    if isinstance(norm, str) and norm.strip() in ("1", "2"):  # the attacks' own short names
+        norm = "l" + norm.strip()
+    p = norm_p(norm, "norm")
+    if p in (1.0, 2.0, math.inf):
+        return p
     raise ValueError(f"norm must be one of 1, 2, inf, 'l1', 'l2', 'linf'; got {norm!r}")
 
 

@@ -36,6 +36,8 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Seque
 
 import numpy as np
 
+from gpbound.jsonable import to_jsonable
+
 __all__ = ["task_key", "grid", "read_results", "repair_results", "run_sweep", "load_config",
            "to_jsonable", "ResultsLocked"]
 
@@ -61,35 +63,6 @@ def _acquire(path):
         raise ResultsLocked(f"{folder}: another run holds the lock on {os.path.basename(os.fspath(path))} "
                             f"({_lock_path(path)}); wait for it to finish or use another output folder") from None
     return lock
-
-
-def to_jsonable(obj: Any) -> Any:
-    """Convert numpy/torch scalars and arrays (and tuples) to plain JSON types.
-
-    Non-finite floats become the strings ``"inf"``, ``"-inf"``, ``"nan"`` so that the
-    file stays strict JSON; :func:`read_results` does not convert them back (use
-    ``float(x)``, which accepts those strings).
-    """
-    import torch  # a hard dependency of gpbound
-
-    if isinstance(obj, torch.Tensor):
-        obj = obj.detach().cpu().numpy()
-    if isinstance(obj, np.ndarray):
-        return [to_jsonable(v) for v in obj.tolist()] if obj.ndim else to_jsonable(obj.item())
-    if isinstance(obj, (np.bool_, bool)):
-        return bool(obj)
-    if isinstance(obj, (np.integer, int)):
-        return int(obj)
-    if isinstance(obj, (np.floating, float)):
-        f = float(obj)
-        return f if math.isfinite(f) else ("nan" if math.isnan(f) else ("inf" if f > 0 else "-inf"))
-    if isinstance(obj, Mapping):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_jsonable(v) for v in obj]
-    if obj is None or isinstance(obj, str):
-        return obj
-    raise TypeError(f"cannot store {type(obj).__name__} in a JSON results file")
 
 
 def task_key(params: Mapping[str, Any]) -> str:

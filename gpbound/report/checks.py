@@ -26,6 +26,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from gpbound.jsonable import to_jsonable
+
 __all__ = [
     "Comparison",
     "CheckResult",
@@ -402,32 +404,3 @@ def atomic_write_text(path, text: str, encoding: str = "utf-8") -> Path:
     return path
 
 
-def to_jsonable(obj):
-    """Convert numpy/torch scalars and arrays, tuples and non-finite floats for JSON.
-
-    Non-finite floats become the strings ``"inf"``, ``"-inf"``, ``"nan"``.
-    """
-    if isinstance(obj, dict):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_jsonable(v) for v in obj]
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return to_jsonable(dataclasses.asdict(obj))
-    if hasattr(obj, "detach") and hasattr(obj, "cpu"):  # torch tensor
-        obj = obj.detach().cpu().numpy()
-    if isinstance(obj, np.ndarray):
-        return to_jsonable(obj.tolist())
-    if isinstance(obj, (np.bool_, bool)):
-        return bool(obj)
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        v = float(obj)
-        if math.isnan(v):
-            return "nan"
-        if math.isinf(v):
-            return "inf" if v > 0 else "-inf"
-        return v
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj

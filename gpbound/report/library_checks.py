@@ -395,13 +395,13 @@ def _fig1_results(ctx: CheckContext) -> dict:
     if key not in _FIG1_CACHE:
         from gpbound.experiments.figures import run_distance_sweep
 
-        # default: n = 48 ... 3072 (the paper's range), 6 networks x 4 points per n, widths 8/16/32,
+        # default: n = 48 ... 3072 (the paper's range), 6 networks x 3 points per n, widths 8/16/32,
         # the per-norm ensemble with 20 attack steps (the 100-step default takes > 30 min on 2 cores);
         # the quick run only smoke-tests the pipeline. Full scale: `gpbound reproduce fig1`.
         sizes = ctx.options.get("fig1_sizes") or ctx.size((4, 8), (4, 8, 12, 16, 24, 32))
         attack_kwargs = ctx.options.get("attack_kwargs") or {"steps": 20}
         _FIG1_CACHE[key] = run_distance_sweep(
-            preset="faithful", sizes=sizes, n_networks=ctx.size(2, 6), n_points=ctx.size(1, 4),
+            preset="faithful", sizes=sizes, n_networks=ctx.size(2, 6), n_points=ctx.size(1, 3),
             widths=ctx.size((4, 4, 4), (8, 16, 32)), blocks_per_stack=1, seed=ctx.seed, progress=False,
             n_min=ctx.size(40.0, 100.0), n_boot=200, attack_kwargs=attack_kwargs)
     return _FIG1_CACHE[key]
@@ -514,7 +514,7 @@ def check_fig4(ctx: CheckContext, *, max_log10_ratio: float = 1.0) -> CheckResul
     if saved is not None and saved.is_file():
         res = json.loads(saved.read_text())
     else:
-        res = run_trained_vs_random("digits", preset="faithful", n_networks=ctx.size(1, 2), n_points=ctx.size(2, 10),
+        res = run_trained_vs_random("digits", preset="faithful", n_networks=ctx.size(1, 2), n_points=ctx.size(2, 6),
                                     norms=("l1",), widths=ctx.size((4, 4, 4), (8, 16, 32)), blocks_per_stack=1,
                                     more_epochs=ctx.size(0, 2), seed=ctx.seed, progress=False)
     fig = "fig4_trained.png"
