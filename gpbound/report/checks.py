@@ -14,7 +14,6 @@ deliberately broken one.
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import tempfile
@@ -24,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-import numpy as np
 
 from gpbound.jsonable import to_jsonable
 
