@@ -180,7 +180,7 @@ def sample_network_paths(arch, X, num_networks: int, width=None, sigma_w2: float
     ``phi_k(x) = arch.network(width, sigma_w2, sigma_b2, seed=s_k)(x)[output]``; as the
     width grows these are samples of the GP with kernel ``NNGPKernel(arch, sigma_w2,
     sigma_b2)`` (docs/theory.md section 1).  Networks are evaluated ``chunk`` at a time in one
-    ``vmap`` call (:class:`gpbound.attacks.ensemble.NetworkEnsemble`); seeds
+    ``vmap`` call (:class:`gpbound.ensemble.NetworkEnsemble`); seeds
     ``s_k = spawn_seeds(seed, num_networks)``.
 
     Parameters
@@ -199,7 +199,7 @@ def sample_network_paths(arch, X, num_networks: int, width=None, sigma_w2: float
     -------
     tensor ``(num_networks, N)``
     """
-    from .attacks.ensemble import NetworkEnsemble, spawn_seeds
+    from .ensemble import NetworkEnsemble, spawn_seeds
 
     num_networks = _pos_int(num_networks, "num_networks")
     chunk = _pos_int(chunk, "chunk")

@@ -188,7 +188,7 @@ class _ConvModule(nn.Module):
         self.conv = {1: Fn.conv1d, 2: Fn.conv2d, 3: Fn.conv3d}[len(patch)]
 
     #: compute as one GEMM over stacked shifted slices (im2col) instead of ``conv{1,2,3}d``; set by
-    #: :class:`gpbound.attacks.ensemble.NetworkEnsemble`, where ``vmap`` turns a convolution into a grouped
+    #: :class:`gpbound.ensemble.NetworkEnsemble`, where ``vmap`` turns a convolution into a grouped
     #: one (slow on CPU, above all in float64) but the GEMM into one batched matrix product
     matmul = False
 

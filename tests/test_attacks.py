@@ -207,7 +207,7 @@ def test_l1_not_beaten_by_exhaustive_single_coordinate_search(s):
     coordinate, either sign, by t = (0.05 .. 0.97) x the attack's distance (20 steps) keeps the label.
     (Before the coordinate search joined the l1 ensemble, such moves flipped 2 of 3 points at n = 432,
     i.e. the dense attacks were >= 10 % above the minimum.)"""
-    from gpbound.experiments.presets import make_network
+    from gpbound.experiments.networks import make_network
 
     net = make_network("faithful", s, seed=1, widths=(8, 16, 32), blocks_per_stack=1)
     net.requires_grad_(False)

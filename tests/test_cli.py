@@ -206,7 +206,7 @@ def test_verify_json_equals_library():
     import torch
 
     from gpbound.cli import load_architecture, random_input
-    from gpbound.verification import crossing_frequency
+    from gpbound.crossing import crossing_frequency
 
     ex = EXAMPLES / "small_cnn.yaml"
     out = run_cli("verify", "--arch", ex, "--radius", 3.0, "--num-networks", 12, "--seed", 5, "--json")

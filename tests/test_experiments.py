@@ -9,7 +9,7 @@ import torch
 from gpbound.experiments.fit import bootstrap_slope, loglog_slope, percentile_curve
 from gpbound.experiments.figures import (NORMS, percentile_curves, plot_distances_vs_n, plot_percentiles,
                                          plot_trained_vs_random, run_distance_sweep, run_trained_vs_random)
-from gpbound.experiments.presets import FaithfulResNet, make_network, preset_info
+from gpbound.experiments.networks import FaithfulResNet, make_network, preset_info
 
 
 # ------------------------------------------------------------------ stand-in attack (tests only)

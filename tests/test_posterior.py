@@ -10,7 +10,7 @@ from scipy import optimize
 from gpbound.kernels import Architecture, ArcCosineKernel, Conv, Dense, Flatten, NNGPKernel, ReLU, serial
 from gpbound.lipschitz import feature_lipschitz
 from gpbound.posterior import CertificateResult, certify, lipschitz_constant, posterior_mean_function
-from gpbound.verification import clopper_pearson
+from gpbound.crossing import clopper_pearson
 
 
 class GP(gpytorch.models.ExactGP):

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from gpbound.report import Check, CheckContext, CheckResult, Comparison, build_report, run_check
-from gpbound.report import library_checks as lc
+import gpbound.report.default_checks as lc
 from gpbound.report.plots import PNG_MAGIC
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -366,7 +366,7 @@ def test_strict_report_fails_on_a_skip(tmp_path, monkeypatch, capsys):
     def skipping(ctx):
         raise CheckSkipped("deliberately skipped")
 
-    monkeypatch.setattr(build_mod, "default_checks", lambda: [_passing_check, skipping])
+    monkeypatch.setattr(build_mod, "default_check_list", lambda: [_passing_check, skipping])
     assert main(["report", "--out", str(tmp_path / "r"), "--strict", "--silent"]) == 1
     captured = capsys.readouterr()
     assert "skipped" in captured.err and "not a pass" in captured.err
@@ -377,7 +377,7 @@ def test_strict_report_fails_on_a_renamed_import(tmp_path, monkeypatch, capsys):
     from gpbound.cli import main
     from gpbound.report import build as build_mod
 
-    monkeypatch.setattr(build_mod, "default_checks", lambda: [_passing_check, _renamed_import_check])
+    monkeypatch.setattr(build_mod, "default_check_list", lambda: [_passing_check, _renamed_import_check])
     assert main(["report", "--out", str(tmp_path / "r"), "--strict", "--silent"]) == 1
     assert "ERROR" in capsys.readouterr().out
 

@@ -4,7 +4,7 @@ Each test here failed before its fix (checked by reverting the library files):
 
 * the CLI turned any ValueError/TypeError/KeyError/ImportError into a one-line user error, and
   fell back silently when ``theorem2_M`` or ``presets.PRESETS`` could not be imported;
-* ``verification._bound_delta`` returned NaN on an ImportError/AttributeError of ``radii``;
+* ``crossing._bound_delta`` returned NaN on an ImportError/AttributeError of ``radii``;
 * ``presets._theory_architecture`` turned a TypeError of ``get_preset`` into a ValueError;
 * ``make_network("theory", np.int64(8))`` raised; ``theorem2_M``/``sample_segment``/
   ``sample_l1_ball`` raised OverflowError/RuntimeError/IndexError or dropped an imaginary part;
@@ -69,6 +69,7 @@ def test_norm_p_and_seed():
 def test_cli_programming_errors_propagate_with_a_traceback(monkeypatch):
     """Before: main() turned any ValueError/TypeError/KeyError/ImportError into exit code 2."""
     from gpbound import cli
+    from gpbound.cli import radius
 
     args = ["radius", "--arch", SMALL_CNN, "--delta", "0.1", "--x0-norm", "1"]
     for exc in (TypeError("a bug"), ValueError("a bug"), KeyError("a bug"), ImportError("a bug"),
@@ -76,7 +77,7 @@ def test_cli_programming_errors_propagate_with_a_traceback(monkeypatch):
         def broken(*a, _exc=exc, **k):
             raise _exc
 
-        monkeypatch.setattr(cli, "radius_report", broken)
+        monkeypatch.setattr(radius, "radius_report", broken)
         with pytest.raises(type(exc), match="a bug"):
             cli.main(args)
 
@@ -121,19 +122,19 @@ def test_cli_presets_have_no_fallback(monkeypatch):
 
 def test_bound_delta_has_no_fallback(monkeypatch):
     """Before: an ImportError/AttributeError of gpbound.radii made the bound's delta NaN."""
-    from gpbound import radii, verification
+    from gpbound import radii, crossing
 
     x0 = torch.ones(4, dtype=torch.float64)
-    d = verification._bound_delta("segment", 0.1, x0, 2.0, "numeric")
+    d = crossing._bound_delta("segment", 0.1, x0, 2.0, "numeric")
     assert d == pytest.approx(float(radii.segment_failure_probability(0.1, 2.0, 2.0)))
     monkeypatch.delattr(radii, "segment_failure_probability")
     with pytest.raises(AttributeError, match="segment_failure_probability"):
-        verification._bound_delta("segment", 0.1, x0, 2.0, "numeric")
+        crossing._bound_delta("segment", 0.1, x0, 2.0, "numeric")
 
 
 def test_theory_preset_does_not_rewrite_type_errors(monkeypatch):
     """Before: any TypeError of get_preset became a ValueError 'the theory preset does not accept ...'."""
-    from gpbound.experiments import presets as exp_presets
+    from gpbound.experiments import networks as exp_presets
     from gpbound.kernels import presets
 
     def broken(*a, **k):
@@ -147,7 +148,7 @@ def test_theory_preset_does_not_rewrite_type_errors(monkeypatch):
 # ----------------------------------------------------------------------------- validated inputs
 def test_make_network_accepts_numpy_integers():
     """Before: make_network("theory", np.int64(8)) raised ValueError while get_preset accepted it."""
-    from gpbound.experiments.presets import make_network, preset_info
+    from gpbound.experiments.networks import make_network, preset_info
 
     x = torch.rand(2, 192, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     a = make_network("theory", np.int64(8), seed=np.int64(1))

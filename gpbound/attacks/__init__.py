@@ -9,7 +9,7 @@ oracle for affine ``f``.
 """
 from .core import ATTACKS, DEFAULT_ATTACKS, AttackResult, minimal_distance
 from .deepfool import linearization_attack
-from .ensemble import NetworkEnsemble, stack_networks
+from ..ensemble import NetworkEnsemble, stack_networks
 from .exact import affine_closest_point, affine_minimal_distance
 from .fmn import ddn_attack, fmn_attack
 from .norms import dual_exponent, lp_norm, parse_norm, project_lp_ball

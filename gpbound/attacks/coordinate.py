@@ -13,7 +13,7 @@ the first flip of each direction is a candidate, which :func:`gpbound.attacks.ve
 then bisects onto the boundary along the segment.
 
 ``f`` is always evaluated on whole ``(B, n)`` batches (row ``b`` moved along its own
-direction), so a stacked :class:`~gpbound.attacks.ensemble.NetworkEnsemble` works: the
+direction), so a stacked :class:`~gpbound.ensemble.NetworkEnsemble` works: the
 Python loop runs over candidate batches (one per probed direction, one per searched
 direction and grid step), never over points.  The probe is the costly part (``2n`` batch
 evaluations), hence its limits ``probe_dirs`` and ``probe_rows``.

@@ -21,7 +21,7 @@ from .coordinate import coordinate_attack
 from .deepfool import linearization_attack
 from .fmn import ddn_attack, fmn_attack
 from .norms import lp_norm, parse_norm
-from .ensemble import NetworkEnsemble
+from ..ensemble import NetworkEnsemble
 from .verify import evaluate, evaluate_alone, verify
 
 #: attacks run by default for each norm (keys of :data:`ATTACKS`)
@@ -62,7 +62,7 @@ class AttackResult:
 
 def _model_dtypes(f) -> set:
     """Floating dtypes of the parameters and buffers of ``f`` when it is a ``torch.nn.Module`` or a
-    :class:`~gpbound.attacks.ensemble.NetworkEnsemble` (empty for other callables)."""
+    :class:`~gpbound.ensemble.NetworkEnsemble` (empty for other callables)."""
     if isinstance(f, NetworkEnsemble):
         tensors = list(f.params.values()) + list(f.buffers.values())
     elif isinstance(f, torch.nn.Module):
@@ -154,7 +154,7 @@ def minimal_distance(f: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor
     ``|f(x0)| / ||w||_q`` up to bisection resolution.
 
     ``f`` is always called on the whole batch (all ``B`` rows at once), so a
-    stacked ensemble of networks (:class:`gpbound.attacks.ensemble.NetworkEnsemble`)
+    stacked ensemble of networks (:class:`gpbound.ensemble.NetworkEnsemble`)
     can be attacked in one call per step.
 
     Parameters
@@ -186,7 +186,7 @@ def minimal_distance(f: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor
     dtype : torch.dtype or None, default None
         Working dtype of ``x0`` and of the attack.  ``None`` follows the model: the
         parameter dtype of ``f`` when it is a ``torch.nn.Module`` or a
-        :class:`~gpbound.attacks.ensemble.NetworkEnsemble`, else the dtype of ``x0`` if it is
+        :class:`~gpbound.ensemble.NetworkEnsemble`, else the dtype of ``x0`` if it is
         floating, else float64.  A dtype that differs from the module's raises ``TypeError``
         (as does ``None`` for a module with parameters of several dtypes).
         In float32 every margin and the bisection resolution are float32's (relative
@@ -195,7 +195,7 @@ def minimal_distance(f: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor
     reverify_alone : bool, default True
         Evaluate every returned point again alone (``f`` on a batch of one row, or
         ``f.evaluate_alone(x, rows)`` where ``f`` has that method, as
-        :class:`~gpbound.attacks.ensemble.NetworkEnsemble` does) and count it only if it
+        :class:`~gpbound.ensemble.NetworkEnsemble` does) and count it only if it
         flips there too.  ``False`` only for an ``f`` that takes exactly ``B`` rows (e.g.
         parameters per row); without it such an ``f`` raises ``ValueError``.
 

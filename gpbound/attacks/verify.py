@@ -71,7 +71,7 @@ def evaluate_alone(f: Function, x: torch.Tensor, rows: Optional[torch.Tensor] = 
     """Evaluate ``f`` on each row of ``x`` *alone* (a fresh forward pass of a batch of one row).
 
     Rows not selected by the bool mask ``rows`` are ``NaN``.  If ``f`` has a method
-    ``evaluate_alone(x, rows)`` (e.g. :class:`gpbound.attacks.ensemble.NetworkEnsemble`,
+    ``evaluate_alone(x, rows)`` (e.g. :class:`gpbound.ensemble.NetworkEnsemble`,
     whose row ``b`` belongs to one network of the stack) it is used; otherwise ``f`` is
     called on ``x[b:b+1]``, which must therefore accept a batch of one row.
     """

@@ -9,7 +9,7 @@ from .data import (cifar10_binary_labels, load_cifar10_batch, load_digits_binary
 from .figures import (percentile_curves, plot_distances_vs_n, plot_percentiles, plot_trained_vs_random,
                       run_distance_sweep, run_trained_vs_random, summarize_distances, fit_distance_slopes)
 from .fit import bootstrap_slope, loglog_slope, percentile_curve
-from .presets import FaithfulResNet, make_network, preset_info
+from .networks import FaithfulResNet, make_network, preset_info
 from .sweep import grid, load_config, read_results, run_sweep, task_key
 from .train import accuracy, train_binary
 

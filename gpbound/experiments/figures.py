@@ -28,7 +28,7 @@ import torch
 
 from .data import load_digits_binary, random_images, train_test_split_arrays
 from .fit import EXPECTED_RELATIVE_SLOPE, EXPECTED_SLOPES, bootstrap_slope, percentile_curve
-from .presets import PRESET_NAMES, make_network, preset_info
+from .networks import PRESET_NAMES, make_network, preset_info
 from .sweep import run_sweep
 
 __all__ = ["DEFAULT_SIZES", "NORMS", "PAIRED_NOTE", "distance_task", "run_distance_sweep",

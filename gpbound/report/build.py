@@ -15,7 +15,7 @@ from gpbound import validation as _validation
 from .checks import CheckContext, CheckResult, atomic_write_text, run_check, to_jsonable
 from .render import render_html, render_markdown
 
-__all__ = ["build_report", "ReportResult", "default_checks"]
+__all__ = ["build_report", "ReportResult", "default_check_list"]
 
 
 @dataclass
@@ -77,9 +77,9 @@ class ReportResult:
         return lines
 
 
-def default_checks():
-    """The checks of the default report, in order (see :mod:`gpbound.report.library_checks`)."""
-    from .library_checks import DEFAULT_CHECKS
+def default_check_list():
+    """The checks of the default report, in order (see :mod:`gpbound.report.default_checks`)."""
+    from .default_checks import DEFAULT_CHECKS
 
     return list(DEFAULT_CHECKS)
 
@@ -94,7 +94,7 @@ def build_report(out_dir="docs/report", *, checks: Optional[Sequence] = None, qu
     out_dir : str or Path
         Report directory (created).
     checks : sequence of Check or callable, optional
-        The checks to run; default :func:`default_checks`. A test may inject
+        The checks to run; default :func:`default_check_list`. A test may inject
         its own (e.g. one whose bound is deliberately broken) and expect FAIL.
     quick : bool
         Tiny sizes (for the test suite).
@@ -124,7 +124,7 @@ def build_report(out_dir="docs/report", *, checks: Optional[Sequence] = None, qu
     if results_dir is not None and not Path(results_dir).is_dir():
         raise ValueError(f"results_dir must be an existing directory, got {str(results_dir)!r}")
     out.mkdir(parents=True, exist_ok=True)
-    checks = default_checks() if checks is None else list(checks)
+    checks = default_check_list() if checks is None else list(checks)
     ctx = CheckContext(out_dir=out, quick=bool(quick), results_dir=Path(results_dir) if results_dir else None,
                        seed=seed, device=device, options=dict(options or {}))
     if threads is not None:

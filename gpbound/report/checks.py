@@ -7,7 +7,7 @@ never written by hand: a :class:`CheckResult` holds a list of
 :class:`Comparison` objects, each comparing two numbers with a stated
 tolerance, and ``passed`` is ``all(c.holds for c in comparisons)``.
 
-The checks of the default report live in :mod:`gpbound.report.library_checks`;
+The checks of the default report live in :mod:`gpbound.report.default_checks`;
 this module only holds the framework, so that a test can feed
 :func:`gpbound.report.build.build_report` any list of checks, including a
 deliberately broken one.

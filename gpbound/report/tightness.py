@@ -43,7 +43,7 @@ def tightness_distances(ctx: CheckContext, preset: str, image_size: int, width: 
     import torch
 
     from gpbound.kernels.presets import get_preset
-    from gpbound.verification import network_distances
+    from gpbound.crossing import network_distances
 
     K = int(ctx.options.get("tightness_networks") or ctx.size(6, 200))
     steps = int(ctx.options.get("tightness_steps") or 10)
@@ -96,7 +96,7 @@ def check_tightness(ctx: CheckContext, *, proved_bound: Optional[Callable] = Non
     ``proved_bound(r, p, curves)`` replaces the proved bound min(comparison, instance) (a test injects a
     broken one and expects FAIL from the measurement).
     """
-    from gpbound.verification import clopper_pearson
+    from gpbound.crossing import clopper_pearson
 
     comps, rows, ratio_rows, numbers, figs = [], [], [], [], []
     findings, excess = [], []
@@ -194,7 +194,7 @@ def check_tightness(ctx: CheckContext, *, proved_bound: Optional[Callable] = Non
         bound="Comparison (Sudakov-Fernique) bound p_r <= (sqrt(2/pi) e_U + s_U)/(||x0||/(M r) - s_U) and its "
               "instance form with sqrt K(x0,x0) and the layer-wise Lipschitz constant L in place of ||x0||/M "
               "(docs/theory.md section 7); the Dudley bound (eq. 39, Remark 5) drawn for comparison.",
-        measurement=f"gpbound.verification.network_distances: {K} random networks per size (hidden width stated per "
+        measurement=f"gpbound.crossing.network_distances: {K} random networks per size (hidden width stated per "
                     "family), one x0 with uniform [0, 1] pixels per size, verified minimal l1/l2/linf distances "
                     "(unboxed; linearisation + FMN attacks, DDN for l2); empirical CDF of the distances.",
         tolerance=f"PASS iff the one-sided Clopper-Pearson lower end of the empirical P(distance <= r), at level "

@@ -314,7 +314,7 @@ def check_crossing(ctx: CheckContext, *, radius_fn: Optional[Callable] = None, d
     """
     import torch
 
-    from gpbound import radii, verification
+    from gpbound import radii, crossing
 
     fp = failure_probability or (lambda r, x, n_, m: radii.comparison_failure_probability(r, x, n_, m, p=1))
     image_size, K, arch, x0, width, dist = _crossing_setup(ctx, image_size, num_networks)
@@ -334,7 +334,7 @@ def check_crossing(ctx: CheckContext, *, radius_fn: Optional[Callable] = None, d
     rows, comps, freq, lo_l, hi_l, bnd = [], [], [], [], [], []
     for lab, r in zip(labels, rs):
         k = int(np.sum(dist <= r))
-        lo, hi = verification.clopper_pearson(k, K)
+        lo, hi = crossing.clopper_pearson(k, K)
         b = min(1.0, float(fp(r, x0n, n, M)))
         freq.append(k / K), lo_l.append(lo), hi_l.append(hi), bnd.append(b)
         comps.append(Comparison(f"CP lower end <= bound, {lab}" + (" (vacuous: bound = 1)" if b >= 1 else ""),
@@ -638,16 +638,16 @@ DEFAULT_CHECKS: List[Check] = [
     Check("entropy", check_entropy, requires=("gpbound.covering",), title="(b) Entropy integral"),
     Check("constants", check_constants, requires=("gpbound.constants", "gpbound.kernels.presets"),
           title="(c) Constants C and M"),
-    Check("crossing", check_crossing, requires=("gpbound.radii", "gpbound.verification", "gpbound.kernels.presets"),
+    Check("crossing", check_crossing, requires=("gpbound.radii", "gpbound.crossing", "gpbound.kernels.presets"),
           title="(d) Crossing frequency vs delta"),
     Check("fig1", check_fig1, requires=("gpbound.experiments.figures", "gpbound.kernels.presets"),
           title="(e) Fig. 1: distances vs n"),
-    Check("fig3", check_fig3, requires=("gpbound.experiments.figures", "gpbound.radii", "gpbound.verification"),
+    Check("fig3", check_fig3, requires=("gpbound.experiments.figures", "gpbound.radii", "gpbound.crossing"),
           title="(f) Fig. 3: percentiles"),
     Check("fig4", check_fig4, requires=("gpbound.experiments.figures",), title="(g) Fig. 4: trained vs random"),
     Check("corollary1", check_corollary1, requires=("gpbound.radii", "gpbound.covering", "gpbound.kernels.presets"),
           title="(h) Corollary 1 radius table"),
-    Check("tightness", check_tightness, requires=("gpbound.radii", "gpbound.verification", "gpbound.lipschitz"),
+    Check("tightness", check_tightness, requires=("gpbound.radii", "gpbound.crossing", "gpbound.lipschitz"),
           title="(i) Tightness of the certificates"),
     Check("posterior", check_posterior, requires=("gpbound.posterior",),
           title="(j) Certificates for trained GP classifiers (digits)"),

@@ -156,7 +156,7 @@ def crossing_frequency(model, x0, r: float, mode: str = "ball", num_trials: int 
     CrossingResult
     """
     from .attacks import minimal_distance
-    from .attacks.ensemble import NetworkEnsemble
+    from .ensemble import NetworkEnsemble
 
     if mode not in ("ball", "segment"):
         raise ValueError(f"mode must be 'ball' or 'segment'; got {mode!r}")
@@ -244,7 +244,7 @@ def network_distances(arch, x0, norms=(1.0, 2.0, math.inf), num_networks: int = 
     """Verified minimal l_p distances from one ``x0`` to the decision boundary of many random networks.
 
     All ``num_networks`` networks ``arch.network(width, sigma_w2, sigma_b2, seed=s_k)`` are attacked in
-    one batched call per norm (:class:`gpbound.attacks.ensemble.NetworkEnsemble`); the same networks
+    one batched call per norm (:class:`gpbound.ensemble.NetworkEnsemble`); the same networks
     serve every norm (paired). Unboxed, as the theorem.
 
     Parameters
@@ -272,7 +272,7 @@ def network_distances(arch, x0, norms=(1.0, 2.0, math.inf), num_networks: int = 
         found, ``0`` where ``f(x0) = 0``); an upper bound of the true minimal distance.
     """
     from .attacks import minimal_distance
-    from .attacks.ensemble import NetworkEnsemble
+    from .ensemble import NetworkEnsemble
     from .attacks.norms import parse_norm
 
     x0 = _center(x0, dtype, device)

@@ -1,4 +1,4 @@
-"""Tests of gpbound.verification: Clopper-Pearson values, crossing frequencies vs exact oracles
+"""Tests of gpbound.crossing: Clopper-Pearson values, crossing frequencies vs exact oracles
 and vs the certified radii of Corollary 1."""
 import math
 import warnings
@@ -8,7 +8,7 @@ import pytest
 import torch
 from scipy import stats
 
-from gpbound.verification import clopper_pearson, crossing_frequency
+from gpbound.crossing import clopper_pearson, crossing_frequency
 
 
 def test_clopper_pearson_known_values():
