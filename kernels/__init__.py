@@ -6,12 +6,13 @@
 (108, 1.0)
 """
 from .arccos import ArcCosineKernel, arc_cosine, arc_cosine_from_cov, enable_compile, relu_expectation
-from .layers import AvgPool, Architecture, Conv, Dense, Flatten, Layer, ReLU, Residual, Serial, serial
+from .layers import AvgPool, Conv, Dense, Flatten, GlobalAvgPool, Layer, ReLU, Residual, Serial, serial
+from .architecture import Architecture
 from .nngp import NNGPKernel
 from .state import KernelState
 
 __all__ = [
-    "Conv", "Dense", "ReLU", "Residual", "AvgPool", "Flatten", "Serial", "serial", "Layer", "Architecture",
+    "Conv", "Dense", "ReLU", "Residual", "AvgPool", "GlobalAvgPool", "Flatten", "Serial", "serial", "Layer", "Architecture",
     "KernelState", "NNGPKernel", "ArcCosineKernel", "relu_expectation", "arc_cosine", "arc_cosine_from_cov",
     "enable_compile",
 ]

@@ -3,28 +3,37 @@
 Each layer class (stax style) has three rules:
 
 * a *shape rule* ``_out_spec`` (channels, pixel grid, whether the field is a zero-mean
-  Gaussian field made by fresh weights) that validates the composition;
+  Gaussian field made by fresh weights) that validates the composition and records where
+  the analytic kernel or Theorem 2's ``M`` does not apply;
 * a *finite builder* ``_build`` producing a :class:`torch.nn.Module` with weights
   ``W ~ N(0, sigma_w2 / fan_in)`` and biases ``b ~ N(0, sigma_b2)``;
 * a *kernel map* ``_kernel`` acting on a :class:`~gpbound.kernels.state.KernelState`
-  (docs/theory.md §1, the paper's layer eqs. (1)-(5), section 2).
+  (docs/theory.md §1, the paper's layer eqs. (1)-(5), section 2); the pixel stencils are in
+  :mod:`gpbound.kernels.pixels`.
+
+Each layer also says whether its kernel map reads the full pixel covariance
+(:meth:`Layer.needs_full_pixels`); :class:`~gpbound.kernels.architecture.Architecture`
+decides from it, once, how far the full covariance is carried.
 
 Layers
 ------
-``Conv(channels, patch)``  circular (periodic) convolution, stride 1, patch offsets
-    ``b_d in {-(p_d-1)//2, ..., p_d-1-(p_d-1)//2}``;
-    ``K'_{aa'} = sb2 + sw2/|P| sum_{b in P} K_{a+b, a'+b}``.
-``Dense(width)``  fully connected on a flat field (or a 1-pixel grid);
-    ``K' = sb2 + sw2 K``.
+``Conv(channels, patch, stride=1, padding="circular")``  convolution; ``padding="same"`` is
+    zero padding (TensorFlow "same"); ``K'_{ij} = sb2 + sw2/|P| sum_{k in P} K~_{si+k, sj+k}``
+    (:mod:`gpbound.kernels.pixels`).
+``Dense(width)``  fully connected on a flat field (or a 1-pixel grid); ``K' = sb2 + sw2 K``.
 ``ReLU()``  ``K' = F(K)`` (needs a zero-mean Gaussian input: after Conv/Dense/Flatten).
-``Residual(block)``  ``phi' = phi + block(phi)``; ``K' = K + block(K)`` (the block must end
-    with fresh zero-mean weights, so the two branches are uncorrelated).
+``Residual(block, shortcut=None, post_activation=False)``  ``phi' = s(phi) + block(phi)``
+    (``s`` the identity or a weight layer), then a ReLU if ``post_activation``;
+    ``K' = s(K) + block(K)`` (uncorrelated branches), then ``F``.
 ``AvgPool(block)``  average over a partition of the grid into equal blocks;
     ``K'_{AB} = mean_{a in A, b in B} K_{ab}``.
+``GlobalAvgPool()``  average over all pixels (a flat field); ``K' = mean_{a, b} K_{ab}``.
 ``Flatten(width)``  flatten + dense: ``K' = sb2 + sw2/|I| sum_a K_{aa}``.
 ``serial(*layers)``  composition.
 
-The ReLU is a separate layer, so the paper's "ReLU conv" layer is ``ReLU(), Conv(...)``.
+``Conv``, ``Dense`` and ``Flatten`` take their own ``sigma_w2`` / ``sigma_b2`` (``None``: the
+network's / kernel's).  The ReLU is a separate layer, so the paper's "ReLU conv" layer is
+``ReLU(), Conv(...)``.
 """
 from __future__ import annotations
 
@@ -38,12 +47,15 @@ import torch
 import torch.nn.functional as Fn
 from torch import nn
 
-from .state import KernelState, input_state
+from . import pixels
+from .state import KernelState
 
-__all__ = ["Layer", "Conv", "Dense", "ReLU", "Residual", "AvgPool", "Flatten", "Serial", "serial",
-           "Architecture"]
+__all__ = ["Layer", "Conv", "Dense", "ReLU", "Residual", "AvgPool", "GlobalAvgPool", "Flatten", "Serial",
+           "serial", "PADDINGS"]
 
 _MAX_GRID_DIMS = 3
+#: padding modes of :class:`Conv`
+PADDINGS = ("circular", "same")
 
 
 # ---------------------------------------------------------------------------- validation helpers
@@ -91,6 +103,25 @@ def _check_variance(value, name: str):
     return v
 
 
+def _layer_variance(value, name: str, owner: str, positive: bool) -> Optional[float]:
+    """A layer's own variance: None, or a finite float > 0 (``positive``) / >= 0."""
+    if value is None:
+        return None
+    if isinstance(value, torch.Tensor):
+        raise TypeError(f"{owner}: {name} must be None or a real number (a layer's variance is fixed); "
+                        f"got a tensor")
+    v = _check_variance(value, f"{owner}: {name}")
+    if positive and v <= 0:
+        raise ValueError(f"{owner}: {name} must be None or > 0; got {v}")
+    if v < 0:
+        raise ValueError(f"{owner}: {name} must be None or >= 0; got {v}")
+    return v
+
+
+def _tuple_or_int_dict(v):
+    return list(v) if isinstance(v, tuple) else v
+
+
 @dataclass(frozen=True)
 class Spec:
     """Static shape of a layer's field: channels, pixel grid, zero-mean Gaussian flag."""
@@ -128,6 +159,14 @@ class _BuildCtx:
         t = torch.randn(*shape, generator=self.gen, dtype=torch.float64) * math.sqrt(var)
         return nn.Parameter(t.to(device=self.device, dtype=self.dtype))
 
+    def bias(self, shape, own_sb2: Optional[float]) -> nn.Parameter:
+        """Biases ``N(0, sb2)``.  A layer's *own* ``sigma_b2 = 0`` gives constant zero biases and draws
+        no random numbers (Keras' ``zeros`` initializer); the network-wide ``sigma_b2`` always draws
+        (so that a seed keeps giving the networks it gave before per-layer variances existed)."""
+        if own_sb2 == 0.0:
+            return nn.Parameter(torch.zeros(*shape, device=self.device, dtype=self.dtype))
+        return self.normal(shape, self.sb2 if own_sb2 is None else own_sb2)
+
 
 # ---------------------------------------------------------------------------- base class
 class Layer:
@@ -149,12 +188,18 @@ class Layer:
         raise NotImplementedError
 
     # structural queries
-    def contains_pool(self) -> bool:
+    def needs_full_pixels(self) -> bool:
+        """Whether the kernel map reads off-diagonal pixel covariances ``K_{ab}``, ``a != b``
+        (pooling); a layer that only reads ``K_{aa}`` maps the diagonal to the diagonal."""
         return False
 
     def _width_leaves(self, inside_residual=False) -> List[bool]:
         """``inside_residual`` flags of width-bearing layers, in execution order."""
         return []
+
+    def _label(self) -> str:
+        """A short name for messages."""
+        return self.type_name
 
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.to_dict().items() if k != "type")
@@ -168,23 +213,42 @@ class Layer:
 
 
 class _Weighted(Layer):
+    """A layer with fresh weights: ``sigma_w2`` / ``sigma_b2`` of its own or the network's."""
+
+    def _init_variances(self, sigma_w2, sigma_b2):
+        self.sigma_w2 = _layer_variance(sigma_w2, "sigma_w2", self.type_name, positive=True)
+        self.sigma_b2 = _layer_variance(sigma_b2, "sigma_b2", self.type_name, positive=False)
+
+    def _variance_dict(self) -> dict:
+        d = {}
+        if self.sigma_w2 is not None:
+            d["sigma_w2"] = self.sigma_w2
+        if self.sigma_b2 is not None:
+            d["sigma_b2"] = self.sigma_b2
+        return d
+
+    def _vars(self, sw2, sb2):
+        """The variances this layer uses: its own where set, else the network's/kernel's."""
+        return (sw2 if self.sigma_w2 is None else self.sigma_w2), (sb2 if self.sigma_b2 is None else self.sigma_b2)
+
     def _width_leaves(self, inside_residual=False):
         return [inside_residual]
 
 
 # ---------------------------------------------------------------------------- finite modules
 class _ConvModule(nn.Module):
-    def __init__(self, c_in, c_out, patch, ctx: _BuildCtx):
+    def __init__(self, c_in, c_out, patch, stride, padding, grid, ctx: _BuildCtx, sw2, sb2):
         super().__init__()
         fan_in = c_in * math.prod(patch)
-        self.weight = ctx.normal((c_out, c_in, *patch), ctx.sw2 / fan_in)
-        self.bias = ctx.normal((c_out,), ctx.sb2)
+        self.weight = ctx.normal((c_out, c_in, *patch), (ctx.sw2 if sw2 is None else sw2) / fan_in)
+        self.bias = ctx.bias((c_out,), sb2)
         pads = []
-        for p in reversed(patch):
-            lo = (p - 1) // 2
-            pads += [lo, p - 1 - lo]
+        for p, s, g in zip(reversed(patch), reversed(stride), reversed(grid)):
+            pads += list(pixels.same_pads(g, p, s))
         self.pads = tuple(pads)
+        self.pad_mode = "circular" if padding == "circular" else "constant"
         self.patch = tuple(patch)
+        self.stride = tuple(stride)
         self.conv = {1: Fn.conv1d, 2: Fn.conv2d, 3: Fn.conv3d}[len(patch)]
 
     #: compute as one GEMM over stacked shifted slices (im2col) instead of ``conv{1,2,3}d``; set by
@@ -194,21 +258,24 @@ class _ConvModule(nn.Module):
 
     def forward(self, x):
         if any(self.pads):
-            x = Fn.pad(x, self.pads, mode="circular")
+            x = Fn.pad(x, self.pads, mode=self.pad_mode)
         if not self.matmul:
+            if any(s != 1 for s in self.stride):
+                return self.conv(x, self.weight, self.bias, stride=self.stride)
             return self.conv(x, self.weight, self.bias)
-        grid = [g - p + 1 for g, p in zip(x.shape[2:], self.patch)]
-        cols = torch.stack([x[(slice(None), slice(None)) + tuple(slice(o, o + g) for o, g in zip(off, grid))]
+        grid = [(g - p) // s + 1 for g, p, s in zip(x.shape[2:], self.patch, self.stride)]
+        cols = torch.stack([x[(slice(None), slice(None)) + tuple(slice(o, o + (g - 1) * s + 1, s)
+                                                                 for o, g, s in zip(off, grid, self.stride))]
                             for off in itertools.product(*(range(p) for p in self.patch))], 2)
         w = self.weight.reshape(self.weight.shape[0], self.weight.shape[1], -1)
         return torch.einsum("ocp,bcp...->bo...", w, cols) + self.bias.reshape(-1, *([1] * len(grid)))
 
 
 class _LinearModule(nn.Module):
-    def __init__(self, d_in, d_out, ctx: _BuildCtx):
+    def __init__(self, d_in, d_out, ctx: _BuildCtx, sw2, sb2):
         super().__init__()
-        self.weight = ctx.normal((d_out, d_in), ctx.sw2 / d_in)
-        self.bias = ctx.normal((d_out,), ctx.sb2)
+        self.weight = ctx.normal((d_out, d_in), (ctx.sw2 if sw2 is None else sw2) / d_in)
+        self.bias = ctx.bias((d_out,), sb2)
 
     def forward(self, x):
         return Fn.linear(x.flatten(1), self.weight, self.bias)
@@ -224,142 +291,129 @@ class _PoolModule(nn.Module):
         return self.pool(x, self.block, self.block)
 
 
+class _GlobalPoolModule(nn.Module):
+    def forward(self, x):
+        return x.flatten(2).mean(-1)
+
+
 class _ReLUModule(nn.Module):
     def forward(self, x):
         return torch.relu(x)
 
 
 class _ResidualModule(nn.Module):
-    def __init__(self, block: nn.Module):
+    def __init__(self, block: nn.Module, shortcut: Optional[nn.Module] = None, post_activation: bool = False):
         super().__init__()
         self.block = block
+        self.shortcut = shortcut
+        self.post_activation = post_activation
 
     def forward(self, x):
-        return x + self.block(x)
+        if self.shortcut is None and not self.post_activation:
+            return x + self.block(x)
+        y = self.block(x)
+        s = x if self.shortcut is None else self.shortcut(x)
+        out = s + y
+        return torch.relu(out) if self.post_activation else out
 
 
 # ---------------------------------------------------------------------------- layers
 class Conv(_Weighted):
-    """Circular convolution, stride 1: ``phi'_{i,a} = b_i + sum_j sum_{b in P} W_{ij,b} x_{j,a+b}``.
+    """Convolution ``phi'_{i,a} = b_i + sum_j sum_{k in P} W_{ij,k} x~_{j, s a - lo + k}``.
 
-    Kernel map (docs/theory.md §1, paper eqs. (1)-(2)):
+    Kernel map (docs/theory.md §1, paper eqs. (1)-(2); :mod:`gpbound.kernels.pixels`):
 
-    .. math:: K'_{aa'} = \\sigma_b^2 + \\frac{\\sigma_w^2}{|P|}\\sum_{b\\in P} K_{a+b,\\,a'+b}
+    .. math:: K'_{ij} = \\sigma_b^2 + \\frac{\\sigma_w^2}{|P|}\\sum_{k\\in P} \\tilde K_{s i - lo + k,\\, s j - lo + k}
+
+    with ``~`` periodic (``padding="circular"``) or zero outside the grid (``"same"``).  For
+    stride 1 the offsets are ``-(p-1)//2 ... p-1-(p-1)//2`` and the circular map is
+    ``K'_{aa'} = sb2 + sw2/|P| sum_{b in P} K_{a+b, a'+b}``.
 
     Parameters
     ----------
     channels : int
         Output channels (``>= 1``).
     patch : int or tuple of int
-        Patch size per grid dimension (an int applies to every dimension); it must not
-        exceed the grid.  Offsets ``b_d`` run over ``-(p-1)//2 ... p-1-(p-1)//2``.
+        Patch size per grid dimension (an int applies to every dimension).  With circular
+        padding it must not exceed the grid.
+    stride : int or tuple of int, default 1
+        The output grid has ``ceil(g / stride)`` pixels per axis.
+    padding : {"circular", "same"}
+        Periodic grid, or TensorFlow/Keras "same" zero padding (extra pad at the end:
+        :func:`gpbound.kernels.pixels.same_pads`).  Weights are ``N(0, sigma_w2 / (C_in |P|))``
+        either way.
+    sigma_w2, sigma_b2 : float, optional
+        This layer's weight (``> 0``) and bias (``>= 0``) variances; ``None``: the network's /
+        kernel's.  An own ``sigma_b2 = 0`` gives constant zero biases (no random draw).
+
+    Notes
+    -----
+    Stride > 1 or zero padding: the analytic kernel holds (neural-tangents' convention), but
+    Theorem 2's ``M`` (docs/theory.md §5, derived for circular stride-1 convolutions and average
+    pooling) is not claimed: :attr:`Architecture.theorem2_issues` says so.
     """
 
     type_name = "Conv"
 
-    def __init__(self, channels, patch=3):
+    def __init__(self, channels, patch=3, stride=1, padding="circular", sigma_w2=None, sigma_b2=None):
         self.channels = _pos_int(channels, "channels", "Conv")
         self.patch = _int_or_tuple(patch, "patch", "Conv")
+        self.stride = _int_or_tuple(stride, "stride", "Conv")
+        if not isinstance(padding, str) or padding not in PADDINGS:
+            raise ValueError(f"Conv: padding must be one of {PADDINGS}; got {padding!r}")
+        self.padding = padding
+        self._init_variances(sigma_w2, sigma_b2)
 
     def to_dict(self):
-        return {"type": "Conv", "channels": self.channels,
-                "patch": list(self.patch) if isinstance(self.patch, tuple) else self.patch}
+        d = {"type": "Conv", "channels": self.channels, "patch": _tuple_or_int_dict(self.patch)}
+        if self.stride != 1:
+            d["stride"] = _tuple_or_int_dict(self.stride)
+        if self.padding != "circular":
+            d["padding"] = self.padding
+        d.update(self._variance_dict())
+        return d
+
+    def _label(self):
+        extra = "" if self.stride == 1 else f", stride={self.stride}"
+        extra += "" if self.padding == "circular" else f", padding={self.padding!r}"
+        return f"Conv({self.channels}, {self.patch}{extra})"
+
+    def _geometry(self, grid):
+        owner = repr(self)
+        patch = _resolve(self.patch, len(grid), "patch", owner)
+        stride = _resolve(self.stride, len(grid), "stride", owner)
+        return patch, stride
 
     def _out_spec(self, spec, meta):
         owner = repr(self)
         if not spec.grid:
             raise ValueError(f"{owner} needs a spatial input (C, *grid); got a flat field of width "
                              f"{spec.channels}")
-        patch = _resolve(self.patch, len(spec.grid), "patch", owner)
-        for p, g in zip(patch, spec.grid):
-            if p > g:
-                raise ValueError(f"{owner}: patch {patch} exceeds the pixel grid {spec.grid}")
-        return Spec(self.channels, spec.grid, True)
+        patch, stride = self._geometry(spec.grid)
+        if self.padding == "circular":
+            for p, g in zip(patch, spec.grid):
+                if p > g:
+                    raise ValueError(f"{owner}: patch {patch} exceeds the pixel grid {spec.grid} (circular "
+                                     f"padding; padding='same' allows it)")
+        if self.padding != "circular" or any(s != 1 for s in stride):
+            meta.setdefault("theorem2_issues", []).append(
+                f"Theorem 2's M = sqrt(|I0|/|I_Lf|) is derived for circular stride-1 "
+                f"convolutions and average pooling (docs/theory.md §5); strided or zero-padded convolutions "
+                f"are not covered")
+        return Spec(self.channels, tuple(-(-g // s) for g, s in zip(spec.grid, stride)), True)
 
     def _build(self, spec, ctx):
         c = ctx.channels(self.channels)
-        patch = _resolve(self.patch, len(spec.grid), "patch", repr(self))
-        return _ConvModule(spec.channels, c, patch, ctx), Spec(c, spec.grid, True)
+        patch, stride = self._geometry(spec.grid)
+        out = tuple(-(-g // s) for g, s in zip(spec.grid, stride))
+        mod = _ConvModule(spec.channels, c, patch, stride, self.padding, spec.grid, ctx, self.sigma_w2,
+                          self.sigma_b2)
+        return mod, Spec(c, out, True)
 
     def _kernel(self, state, sw2, sb2, keep_full):
-        d = len(state.grid)
-        patch = _resolve(self.patch, d, "patch", repr(self))
-        npix = math.prod(patch)
-
-        pads = []
-        for p in reversed(patch):
-            pads += [(p - 1) // 2, p - 1 - (p - 1) // 2]
-
-        def box(t):
-            # (1/|P|) sum_b K_{a+b, a'+b}
-            if not state.full:
-                # diagonal pixels: one circular pad of all pair entries at once, then a separable
-                # box filter (per axis, the sum of p shifted slices of the padded tensor); a float
-                # scale rides on the first pass, a tensor one (autograd) is applied at the end
-                if not any(pads):
-                    return (t * sw2).add_(sb2)
-                lead = t.shape[: t.dim() - d]
-                x = Fn.pad(t.reshape(-1, 1, *state.grid), tuple(pads), mode="circular")[:, 0]
-                c = None if isinstance(sw2, torch.Tensor) else sw2 / npix
-                for axis, (p, g) in enumerate(zip(patch, state.grid)):
-                    if p == 1:
-                        continue
-                    ax = 1 + axis
-                    y = torch.mul(x.narrow(ax, 0, g), c) if c is not None else x.narrow(ax, 0, g).clone()
-                    for k in range(1, p):
-                        y = y.add_(x.narrow(ax, k, g), alpha=c) if c is not None else y.add_(x.narrow(ax, k, g))
-                    x, c = y, None
-                if isinstance(sw2, torch.Tensor):  # scale not applied yet
-                    x = x * (sw2 / npix)
-                return x.reshape(*lead, *state.grid).add_(sb2)
-            # full pixels: separable circular box filters along the diagonal of each axis pair;
-            # the 1/|P| scale rides on the first pass (a fresh tensor), sb2 on the last
-            scale = sw2 / npix
-            first = True
-            for axis, p in enumerate(patch):
-                if p > 1:
-                    lo, hi = (p - 1) // 2, p - 1 - (p - 1) // 2
-                    t = _diag_shift_sum(t, t.dim() - 2 * d + axis, t.dim() - d + axis, lo, hi,
-                                        scale if first else None)
-                    first = False
-            return (t * scale if first else t).add_(sb2)
-
-        return state.map(box)
-
-
-def _diag_shift_sum(t, d1, d2, lo, hi, scale=None):
-    """``sum_{b=-lo..hi} t[.., (a+b)%n, .., (a'+b)%n, ..]``: both axes ``d1``, ``d2`` shifted together.
-
-    A circular box filter along the diagonal direction of the ``(d1, d2)`` plane.  The
-    shift by ``b`` maps the plane onto itself in four rectangular blocks (whether ``a + b``
-    and ``a' + b`` wrap around), so each offset is four slice-adds into the output (views of
-    ``t``, no shifted copies).  ``scale`` (a float or 0-dim tensor) multiplies the result;
-    ``t`` itself is never modified.
-    """
-    n = t.shape[d1]
-    if t.shape[d2] != n:
-        raise RuntimeError(f"_diag_shift_sum needs equal axes; got {t.shape[d1]} and {t.shape[d2]}")  # internal
-    out = t.clone() if scale is None else t * scale
-    for b in range(-lo, hi + 1):
-        if b == 0:
-            continue
-        k = b % n  # 0 < |b| < n (the patch never exceeds the grid), so 0 < k < n
-        # target a in [0, n-k) reads source a+k; a in [n-k, n) reads a+k-n
-        segs = ((slice(0, n - k), slice(k, n)), (slice(n - k, n), slice(0, k)))
-        for ta, sa in segs:
-            for tb, sb in segs:
-                it = [slice(None)] * t.dim()
-                js = [slice(None)] * t.dim()
-                it[d1], it[d2], js[d1], js[d2] = ta, tb, sa, sb
-                src = t[tuple(js)]
-                dst = out[tuple(it)]
-                if scale is None:
-                    dst.add_(src)
-                elif isinstance(scale, torch.Tensor):
-                    dst.add_(src * scale)
-                else:
-                    dst.add_(src, alpha=scale)
-    return out
+        patch, stride = self._geometry(state.grid)
+        sw2, sb2 = self._vars(sw2, sb2)
+        return pixels.conv_map(state, patch, stride, self.padding, sw2, sb2)
 
 
 class Dense(_Weighted):
@@ -372,15 +426,18 @@ class Dense(_Weighted):
     ----------
     width : int
         Output width (``>= 1``).
+    sigma_w2, sigma_b2 : float, optional
+        This layer's own variances (see :class:`Conv`).
     """
 
     type_name = "Dense"
 
-    def __init__(self, width):
+    def __init__(self, width, sigma_w2=None, sigma_b2=None):
         self.width = _pos_int(width, "width", "Dense")
+        self._init_variances(sigma_w2, sigma_b2)
 
     def to_dict(self):
-        return {"type": "Dense", "width": self.width}
+        return {"type": "Dense", "width": self.width, **self._variance_dict()}
 
     def _out_spec(self, spec, meta):
         if not spec.flat_like:
@@ -392,10 +449,10 @@ class Dense(_Weighted):
 
     def _build(self, spec, ctx):
         w = ctx.channels(self.width)
-        return _LinearModule(spec.channels * spec.pixels, w, ctx), Spec(w, (), True)
+        return _LinearModule(spec.channels * spec.pixels, w, ctx, self.sigma_w2, self.sigma_b2), Spec(w, (), True)
 
     def _kernel(self, state, sw2, sb2, keep_full):
-        return _flatten_kernel(state, sw2, sb2)
+        return pixels.flatten_map(state, *self._vars(sw2, sb2))
 
 
 class Flatten(_Weighted):
@@ -410,15 +467,18 @@ class Flatten(_Weighted):
     ----------
     width : int
         Output width (``>= 1``).
+    sigma_w2, sigma_b2 : float, optional
+        This layer's own variances (see :class:`Conv`).
     """
 
     type_name = "Flatten"
 
-    def __init__(self, width):
+    def __init__(self, width, sigma_w2=None, sigma_b2=None):
         self.width = _pos_int(width, "width", "Flatten")
+        self._init_variances(sigma_w2, sigma_b2)
 
     def to_dict(self):
-        return {"type": "Flatten", "width": self.width}
+        return {"type": "Flatten", "width": self.width, **self._variance_dict()}
 
     def _out_spec(self, spec, meta):
         meta.setdefault("flatten_pixels", spec.pixels)
@@ -426,19 +486,10 @@ class Flatten(_Weighted):
 
     def _build(self, spec, ctx):
         w = ctx.channels(self.width)
-        return _LinearModule(spec.channels * spec.pixels, w, ctx), Spec(w, (), True)
+        return _LinearModule(spec.channels * spec.pixels, w, ctx, self.sigma_w2, self.sigma_b2), Spec(w, (), True)
 
     def _kernel(self, state, sw2, sb2, keep_full):
-        return _flatten_kernel(state, sw2, sb2)
-
-
-def _flatten_kernel(state: KernelState, sw2, sb2) -> KernelState:
-    state = state.to_diag()
-    d = len(state.grid)
-    if d == 0:
-        return state.map(lambda t: (t * sw2).add_(sb2))  # add_ on a fresh product: autograd-safe
-    dims = tuple(range(-d, 0))
-    return state.map(lambda t: (t.mean(dim=dims) * sw2).add_(sb2), grid=())
+        return pixels.flatten_map(state, *self._vars(sw2, sb2))
 
 
 class ReLU(Layer):
@@ -487,9 +538,9 @@ class AvgPool(Layer):
         self.block = _int_or_tuple(block, "block", "AvgPool")
 
     def to_dict(self):
-        return {"type": "AvgPool", "block": list(self.block) if isinstance(self.block, tuple) else self.block}
+        return {"type": "AvgPool", "block": _tuple_or_int_dict(self.block)}
 
-    def contains_pool(self):
+    def needs_full_pixels(self):
         return True
 
     def _out_spec(self, spec, meta):
@@ -506,92 +557,151 @@ class AvgPool(Layer):
         return _PoolModule(_resolve(self.block, len(spec.grid), "block", repr(self))), out
 
     def _kernel(self, state, sw2, sb2, keep_full):
-        if not state.full:
-            raise RuntimeError("AvgPool kernel map needs the full pixel covariance")  # internal invariant
-        d = len(state.grid)
-        block = _resolve(self.block, d, "block", repr(self))
-        new = tuple(g // b for g, b in zip(state.grid, block))
-        scale = 1.0 / (math.prod(block) ** 2)
+        return pixels.avg_pool_map(state, _resolve(self.block, len(state.grid), "block", repr(self)))
 
-        def pool(t):
-            # block means as sums of strided views (one shrinking pass per pooled axis,
-            # innermost first), then one scale: no reduction over scattered axes
-            nd = t.dim()
-            for j in range(2 * d - 1, -1, -1):
-                b = block[j % d]
-                if b == 1:
-                    continue
-                ax = nd - 2 * d + j
-                idx = [slice(None)] * nd
-                parts = []
-                for k in range(b):
-                    idx[ax] = slice(k, None, b)
-                    parts.append(t[tuple(idx)])
-                acc = parts[0] + parts[1]
-                for q in parts[2:]:
-                    acc = acc.add_(q)
-                t = acc
-            return t * scale if all(b == 1 for b in block) else t.mul_(scale)
 
-        return state.map(pool, grid=new)
+class GlobalAvgPool(Layer):
+    """Average over all pixels: ``phi'_c = (1/|I|) sum_a phi_{c,a}``, a flat field of the same channels.
+
+    .. math:: K' = \\frac{1}{|I|^2}\\sum_{a, b\\in I} K_{ab}
+
+    (:class:`AvgPool` with one block covering the grid, then flattened; needs the full pixel
+    covariance.  For Theorem 2 the pixels before flattening are then ``|I_Lf| = 1``.)
+    """
+
+    type_name = "GlobalAvgPool"
+
+    def to_dict(self):
+        return {"type": "GlobalAvgPool"}
+
+    def needs_full_pixels(self):
+        return True
+
+    def _out_spec(self, spec, meta):
+        if not spec.grid:
+            raise ValueError(f"{self!r} needs a spatial input; got a flat field")
+        return Spec(spec.channels, (), spec.gaussian)
+
+    def _build(self, spec, ctx):
+        return _GlobalPoolModule(), self._out_spec(spec, {})
+
+    def _kernel(self, state, sw2, sb2, keep_full):
+        return pixels.global_avg_pool_map(state)
 
 
 class Residual(Layer):
-    """Pre-activation skip ``phi' = phi + block(phi)`` (paper eq. (3)); ``K' = K + block(K)``.
+    """Skip connection ``phi' = s(phi) + block(phi)``, optionally followed by a ReLU.
 
-    The block must end with fresh zero-mean weights (Conv/Dense/Flatten, possibly
-    followed by AvgPool), so ``phi`` and ``block(phi)`` are uncorrelated, and it must keep
-    the shape (channels and grid).
+    * ``Residual(block)``: pre-activation skip (paper eq. (3)), ``s`` the identity,
+      ``K' = K + block(K)``;
+    * ``Residual(block, shortcut=Conv(c, 1, stride=2, padding="same"))``: a linear projection
+      shortcut ``s``, ``K' = s(K) + block(K)``;
+    * ``post_activation=True``: ``phi' = ReLU(s(phi) + block(phi))`` (the Keras ResNet v1 block),
+      ``K' = F(s(K) + block(K))``.
+
+    The block must end with fresh zero-mean weights (Conv/Dense/Flatten, possibly followed by
+    pooling), so the branches are uncorrelated and their covariances add; its output must have
+    the shape of ``s(phi)``.  The post-activation ReLU has an analytic kernel only when the sum
+    is Gaussian: a projection shortcut, or an identity skip of a Gaussian (pre-activation)
+    field.  With an identity skip of a post-ReLU field the sum is not Gaussian: the network
+    builds, and :attr:`Architecture.kernel_issues` says why there is no kernel.
 
     Parameters
     ----------
     block : Layer
         The residual branch (e.g. ``serial(ReLU(), Conv(c, 3), ReLU(), Conv(c, 3))``).
+    shortcut : Layer, optional
+        The skip branch (``None``: the identity).
+    post_activation : bool, default False
     """
 
     type_name = "Residual"
 
-    def __init__(self, block):
+    def __init__(self, block, shortcut=None, post_activation=False):
         if isinstance(block, (list, tuple)):
             block = serial(*block)
         if not isinstance(block, Layer):
             raise TypeError(f"Residual: block must be a Layer; got {type(block).__name__}")
+        if isinstance(shortcut, (list, tuple)):
+            shortcut = serial(*shortcut)
+        if shortcut is not None and not isinstance(shortcut, Layer):
+            raise TypeError(f"Residual: shortcut must be None or a Layer; got {type(shortcut).__name__}")
+        if not isinstance(post_activation, bool):
+            raise TypeError(f"Residual: post_activation must be a bool; got {post_activation!r}")
         self.block = block
+        self.shortcut = shortcut
+        self.post_activation = post_activation
+
+    @staticmethod
+    def _list(layer):
+        return [l.to_dict() for l in layer.layers] if isinstance(layer, Serial) else [layer.to_dict()]
 
     def to_dict(self):
-        b = self.block
-        return {"type": "Residual", "block": [l.to_dict() for l in b.layers] if isinstance(b, Serial)
-                else [b.to_dict()]}
+        d = {"type": "Residual", "block": self._list(self.block)}
+        if self.shortcut is not None:
+            d["shortcut"] = self._list(self.shortcut)
+        if self.post_activation:
+            d["post_activation"] = True
+        return d
 
     def __repr__(self):
-        return f"Residual({self.block!r})"
+        extra = "" if self.shortcut is None else f", shortcut={self.shortcut!r}"
+        extra += ", post_activation=True" if self.post_activation else ""
+        return f"Residual({self.block!r}{extra})"
 
-    def contains_pool(self):
-        return self.block.contains_pool()
+    def _label(self):
+        kind = "post-activation" if self.post_activation else "pre-activation"
+        return f"Residual({kind}, {'identity' if self.shortcut is None else 'projection'} shortcut)"
+
+    def needs_full_pixels(self):
+        return self.block.needs_full_pixels() or (self.shortcut is not None and self.shortcut.needs_full_pixels())
 
     def _width_leaves(self, inside_residual=False):
-        return self.block._width_leaves(True)
+        out = self.block._width_leaves(True)
+        if self.shortcut is not None:
+            out += self.shortcut._width_leaves(True)
+        return out
 
     def _out_spec(self, spec, meta):
         inner = self.block._out_spec(spec, meta)
-        if (inner.channels, inner.grid) != (spec.channels, spec.grid):
+        skip = spec if self.shortcut is None else self.shortcut._out_spec(spec, meta)
+        if (inner.channels, inner.grid) != (skip.channels, skip.grid):
+            what = "keep the shape" if self.shortcut is None else "map to the shape of the shortcut"
             raise ValueError(f"{self!r}: the block maps (channels={spec.channels}, grid={spec.grid}) to "
-                             f"(channels={inner.channels}, grid={inner.grid}); a residual block must keep the shape")
+                             f"(channels={inner.channels}, grid={inner.grid}); a residual block must {what} "
+                             f"(channels={skip.channels}, grid={skip.grid})")
+        issues = meta.setdefault("kernel_issues", [])
         if not inner.gaussian:
-            meta.setdefault("kernel_issues", []).append(
-                f"{self!r}: the block must end with a weight layer (Conv/Dense/Flatten, optionally pooled) so that "
-                f"the branches are uncorrelated; K' = K + block(K) fails otherwise")
-        return Spec(spec.channels, spec.grid, spec.gaussian)
+            issues.append(
+                f"the block must end with a weight layer (Conv/Dense/Flatten, optionally pooled) "
+                f"so that the branches are uncorrelated; K' = K + block(K) fails otherwise")
+        gaussian = skip.gaussian and inner.gaussian
+        if self.post_activation:
+            if not gaussian:
+                issues.append(
+                    f"ReLU(x + block(x)) with x a post-ReLU (non-Gaussian) field: the sum is not "
+                    f"Gaussian, so the ReLU kernel map F does not apply and there is no analytic NNGP kernel "
+                    f"(a projection shortcut or a pre-activation skip has one)")
+            gaussian = False
+        return Spec(skip.channels, skip.grid, gaussian)
 
     def _build(self, spec, ctx):
-        mod, inner = self.block._build(spec, ctx)
-        if (inner.channels, inner.grid) != (spec.channels, spec.grid):
+        mod, inner = self.block._build(spec, ctx)  # block first, then the shortcut (the draw order)
+        sc, skip = (None, spec) if self.shortcut is None else self.shortcut._build(spec, ctx)
+        if (inner.channels, inner.grid) != (skip.channels, skip.grid):
             raise ValueError(f"{self!r}: with width override the block maps {spec.channels} to {inner.channels} "
-                             f"channels")
-        return _ResidualModule(mod), Spec(spec.channels, spec.grid, spec.gaussian)
+                             f"channels but the skip branch to {skip.channels}")
+        gaussian = skip.gaussian and inner.gaussian and not self.post_activation
+        return _ResidualModule(mod, sc, self.post_activation), Spec(skip.channels, skip.grid, gaussian)
 
     def _kernel(self, state, sw2, sb2, keep_full):
-        return state + self.block._kernel(state, sw2, sb2, keep_full)
+        if self.shortcut is None:
+            skip = state
+        else:
+            st = state if (keep_full or self.shortcut.needs_full_pixels()) else state.to_diag()
+            skip = self.shortcut._kernel(st, sw2, sb2, keep_full)
+        out = skip + self.block._kernel(state, sw2, sb2, keep_full)
+        return out.relu() if self.post_activation else out
 
 
 class Serial(Layer):
@@ -617,8 +727,8 @@ class Serial(Layer):
     def __repr__(self):
         return "serial(" + ", ".join(repr(l) for l in self.layers) + ")"
 
-    def contains_pool(self):
-        return any(l.contains_pool() for l in self.layers)
+    def needs_full_pixels(self):
+        return any(l.needs_full_pixels() for l in self.layers)
 
     def _width_leaves(self, inside_residual=False):
         out = []
@@ -628,12 +738,13 @@ class Serial(Layer):
 
     def _out_spec(self, spec, meta):
         for i, l in enumerate(self.layers):
-            n_issues = len(meta.get("kernel_issues", []))
+            counts = {k: len(meta.get(k, [])) for k in ("kernel_issues", "theorem2_issues")}
             try:
                 spec = l._out_spec(spec, meta)
-                issues = meta.get("kernel_issues", [])
-                for k in range(n_issues, len(issues)):
-                    issues[k] = f"layer {i} ({l!r}): {issues[k]}"
+                for key, n_before in counts.items():
+                    issues = meta.get(key, [])
+                    for k in range(n_before, len(issues)):
+                        issues[k] = f"layer {i} ({l._label()}): {issues[k]}"
             except ValueError as e:
                 raise ValueError(f"layer {i} ({l!r}): {e}") from None
         return spec
@@ -646,13 +757,14 @@ class Serial(Layer):
         return nn.Sequential(*mods), spec
 
     def _kernel(self, state, sw2, sb2, keep_full):
+        # the full pixel covariance is kept while a later layer (or the caller) needs it
         n = len(self.layers)
-        later_pool = [False] * (n + 1)
+        later_full = [False] * (n + 1)
         for i in range(n - 1, -1, -1):
-            later_pool[i] = later_pool[i + 1] or self.layers[i].contains_pool()
+            later_full[i] = later_full[i + 1] or self.layers[i].needs_full_pixels()
         for i, l in enumerate(self.layers):
-            child_keep = keep_full or later_pool[i + 1]
-            if state.full and not child_keep and not l.contains_pool():
+            child_keep = keep_full or later_full[i + 1]
+            if state.full and not child_keep and not l.needs_full_pixels():
                 state = state.to_diag()
             state = l._kernel(state, sw2, sb2, child_keep)
         return state
@@ -665,323 +777,10 @@ def serial(*layers) -> Serial:
     return Serial(layers)
 
 
-_TYPES = {"Conv": Conv, "Dense": Dense, "ReLU": ReLU, "Residual": Residual, "AvgPool": AvgPool,
-          "Flatten": Flatten, "Serial": Serial}
-_KEYS = {"Conv": {"channels", "patch"}, "Dense": {"width"}, "ReLU": set(), "Residual": {"block"},
-         "AvgPool": {"block"}, "Flatten": {"width"}, "Serial": {"layers"}}
+def __getattr__(name):
+    # the architecture moved to gpbound.kernels.architecture; kept importable from here
+    if name == "Architecture":
+        from .architecture import Architecture
 
-
-def _layer_from_dict(d, where="layers") -> Layer:
-    if not isinstance(d, dict):
-        raise TypeError(f"{where}: each layer must be a dict with a 'type' key; got {type(d).__name__}")
-    t = d.get("type")
-    if t not in _TYPES:
-        raise ValueError(f"{where}: unknown layer type {t!r}; allowed: {sorted(_TYPES)}")
-    keys = set(d) - {"type"}
-    if keys != _KEYS[t]:
-        raise ValueError(f"{where}: layer {t} takes keys {sorted(_KEYS[t])}; got {sorted(keys)}")
-    if t == "Conv":
-        p = d["patch"]
-        return Conv(d["channels"], tuple(p) if isinstance(p, list) else p)
-    if t == "AvgPool":
-        b = d["block"]
-        return AvgPool(tuple(b) if isinstance(b, list) else b)
-    if t in ("Dense", "Flatten"):
-        return _TYPES[t](d["width"])
-    if t == "ReLU":
-        return ReLU()
-    if t == "Residual":
-        return Residual(_layers_from_list(d["block"], where + ".Residual.block"))
-    return _layers_from_list(d["layers"], where + ".Serial.layers")
-
-
-def _layers_from_list(lst, where) -> Layer:
-    if isinstance(lst, dict):
-        return _layer_from_dict(lst, where)
-    if not isinstance(lst, (list, tuple)) or not lst:
-        raise ValueError(f"{where}: must be a non-empty list of layer dicts")
-    layers = [_layer_from_dict(d, f"{where}[{i}]") for i, d in enumerate(lst)]
-    return layers[0] if len(layers) == 1 else serial(*layers)
-
-
-# ---------------------------------------------------------------------------- the architecture
-class _Network(nn.Module):
-    def __init__(self, body: nn.Module, input_shape, output_dim):
-        super().__init__()
-        self.body = body
-        self.input_shape = tuple(input_shape)
-        self.n = int(math.prod(input_shape))
-        self.output_dim = output_dim
-
-    def forward(self, x):
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f"x must be a torch.Tensor; got {type(x).__name__}")
-        if x.dim() == 2 and x.shape[1] == self.n:
-            x = x.reshape(x.shape[0], *self.input_shape)
-        elif tuple(x.shape[1:]) != self.input_shape:
-            raise ValueError(f"x must have shape (B, {self.n}) or (B, {', '.join(map(str, self.input_shape))}) "
-                             f"(input_shape={self.input_shape}); got {tuple(x.shape)}")
-        return self.body(x).reshape(x.shape[0], -1)
-
-
-class Architecture:
-    """A network description on a fixed input shape: finite networks, NNGP kernel, metadata.
-
-    Parameters
-    ----------
-    layer : Layer or sequence of Layer
-        The network (a sequence is composed with :func:`serial`).
-    input_shape : tuple of int
-        ``(C0, H, W)`` for images (also ``(C0, L)`` or ``(C0, D, H, W)``) or ``(n,)`` for
-        flat inputs.  Inputs are flattened in ``(C, H, W)`` order.
-
-    Attributes
-    ----------
-    n : int
-        Input dimension ``C0 |I0|``.
-    input_pixels : int
-        ``|I0|`` (1 for flat inputs).
-    flatten_pixels : int
-        ``|I_Lf|``: pixels of the field entering the first Flatten (or Dense); the final
-        grid if the network never flattens.
-    M : float
-        Theorem 2's constant ``sqrt(|I0| / |I_Lf|)``.
-    output_dim : int
-        Number of outputs of the finite network (channels x pixels of the last field).
-
-    Examples
-    --------
-    >>> arch = Architecture(serial(Conv(8, 3), ReLU(), Conv(8, 3), AvgPool(2), ReLU(), Flatten(1)), (3, 8, 8))
-    >>> arch.n, arch.input_pixels, arch.flatten_pixels, arch.M
-    (192, 64, 16, 2.0)
-    """
-
-    def __init__(self, layer, input_shape):
-        if isinstance(layer, (list, tuple)):
-            layer = serial(*layer)
-        if not isinstance(layer, Layer):
-            raise TypeError(f"layer must be a Layer (or a list of layers); got {type(layer).__name__}")
-        if isinstance(input_shape, int) or not isinstance(input_shape, (tuple, list, torch.Size)):
-            raise TypeError(f"input_shape must be a tuple (C0, *grid) or (n,); got {input_shape!r}")
-        if not 1 <= len(input_shape) <= 1 + _MAX_GRID_DIMS:
-            raise ValueError(f"input_shape must have 1 to {1 + _MAX_GRID_DIMS} entries (C0, *grid); "
-                             f"got {tuple(input_shape)}")
-        self.input_shape = tuple(_pos_int(s, "input_shape", "Architecture") for s in input_shape)
-        self.layer = layer
-        meta: dict = {}
-        spec0 = Spec(self.input_shape[0], self.input_shape[1:], False)
-        out = layer._out_spec(spec0, meta)
-        self.out_spec = out
-        self.n = int(math.prod(self.input_shape))
-        self.input_pixels = spec0.pixels
-        self.flatten_pixels = int(meta.get("flatten_pixels", out.pixels))
-        self.M = math.sqrt(self.input_pixels / self.flatten_pixels)
-        self.output_dim = out.channels * out.pixels
-        self.has_pool = layer.contains_pool()
-        self.kernel_issues = tuple(meta.get("kernel_issues", ()))
-
-    @property
-    def has_kernel(self) -> bool:
-        """Whether the analytic NNGP recursion applies (see :attr:`kernel_issues` otherwise)."""
-        return not self.kernel_issues
-
-    def _require_kernel(self):
-        if self.kernel_issues:
-            raise ValueError("the NNGP kernel recursion does not hold for this architecture (its finite networks "
-                             "are fine; use Monte Carlo): " + "; ".join(self.kernel_issues))
-
-    # ----------------------------------------------------------------- (de)serialisation
-    def to_dict(self) -> dict:
-        """Plain JSON-able description ``{"input_shape": [...], "layers": [...]}``."""
-        layers = self.layer.layers if isinstance(self.layer, Serial) else [self.layer]
-        return {"input_shape": list(self.input_shape), "layers": [l.to_dict() for l in layers]}
-
-    @classmethod
-    def from_dict(cls, d) -> "Architecture":
-        """Inverse of :meth:`to_dict`; validates keys and values (ValueError/TypeError)."""
-        if not isinstance(d, dict):
-            raise TypeError(f"architecture description must be a dict; got {type(d).__name__}")
-        if set(d) != {"input_shape", "layers"}:
-            raise ValueError(f"architecture description needs exactly the keys 'input_shape' and 'layers'; "
-                             f"got {sorted(d)}")
-        shape = d["input_shape"]
-        if not isinstance(shape, (list, tuple)):
-            raise TypeError(f"input_shape must be a list of positive ints; got {shape!r}")
-        return cls(_layers_from_list(d["layers"], "layers"), tuple(shape))
-
-    def __repr__(self):
-        return f"Architecture({self.layer!r}, input_shape={self.input_shape})"
-
-    def __eq__(self, other):
-        return isinstance(other, Architecture) and self.to_dict() == other.to_dict()
-
-    # ----------------------------------------------------------------- finite networks
-    def network(self, width=None, sigma_w2=2.0, sigma_b2=0.0, seed=None, device=None,
-                dtype=torch.float64) -> nn.Module:
-        """A finite random network of this description.
-
-        Weights ``N(0, sigma_w2 / fan_in)`` (``fan_in = C_in |P|`` for Conv, ``C |I|`` for
-        Flatten), biases ``N(0, sigma_b2)``.
-
-        Parameters
-        ----------
-        width : int, optional
-            Overrides every hidden width / channel count; the final weight layer keeps its
-            declared width (unless it sits inside a Residual, whose shape must match).
-        sigma_w2 : float, > 0
-        sigma_b2 : float, >= 0
-        seed : int, optional
-            Seed of a CPU ``torch.Generator`` (weights are drawn on CPU in float64, then
-            moved), so a seed gives the same network on every device.
-        device, dtype
-            Of the returned module's parameters.
-
-        Returns
-        -------
-        torch.nn.Module
-            Maps ``(B, n)`` or ``(B, *input_shape)`` to ``(B, output_dim)``.
-        """
-        sw2 = _check_variance(sigma_w2, "sigma_w2")
-        sb2 = _check_variance(sigma_b2, "sigma_b2")
-        if sw2 <= 0:
-            raise ValueError(f"sigma_w2 must be > 0; got {sw2}")
-        if sb2 < 0:
-            raise ValueError(f"sigma_b2 must be >= 0; got {sb2}")
-        if width is not None:
-            width = _pos_int(width, "width", "Architecture.network")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise TypeError(f"seed must be an int or None; got {seed!r}")
-        gen = torch.Generator(device="cpu")
-        if seed is None:
-            gen.seed()
-        else:
-            gen.manual_seed(seed)
-        leaves = self.layer._width_leaves()
-        keep = len(leaves) - 1 if leaves and not leaves[-1] else -1
-        ctx = _BuildCtx(width, keep, sw2, sb2, gen, device, dtype)
-        spec0 = Spec(self.input_shape[0], self.input_shape[1:], False)
-        body, out = self.layer._build(spec0, ctx)
-        return _Network(body, self.input_shape, out.channels * out.pixels).to(device=device, dtype=dtype)
-
-    # ----------------------------------------------------------------- kernels
-    def _check_x(self, x, name):
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor; got {type(x).__name__}")
-        if x.dim() < 2 or x.shape[-1] != self.n:
-            raise ValueError(f"{name} must have shape (..., N, n) with n = {self.n} = prod(input_shape="
-                             f"{self.input_shape}); got {tuple(x.shape)}")
-        if not torch.is_floating_point(x):
-            raise TypeError(f"{name} must be a floating-point tensor; got {x.dtype}")
-        if not torch.isfinite(x).all():
-            raise ValueError(f"{name} contains NaN or inf; inputs must be finite")
-
-    def kernel_state(self, x1, x2=None, sigma_w2=2.0, sigma_b2=0.0, diag=False, full=None) -> KernelState:
-        """The final :class:`KernelState` (pixel-level covariances) for inputs ``x1``, ``x2``.
-
-        ``full=True`` carries the full pixel covariance through every layer (for
-        pixel-level checks); ``None`` decides it from the architecture.
-        """
-        self._require_kernel()
-        self._check_x(x1, "x1")
-        if x2 is None:
-            x2 = x1
-        else:
-            self._check_x(x2, "x2")
-        if diag and x1.shape[-2] != x2.shape[-2]:
-            raise ValueError(f"diag=True needs x1 and x2 with the same number of rows; got {x1.shape[-2]} and "
-                             f"{x2.shape[-2]}")
-        sw2, sb2 = self._variances(sigma_w2, sigma_b2)
-        use_full = self.has_pool if full is None else bool(full)
-        st = input_state(x1, x2, self.input_shape, use_full, diag)
-        return self.layer._kernel(st, sw2, sb2, bool(full))
-
-    @staticmethod
-    def _variances(sigma_w2, sigma_b2):
-        sw = _check_variance(sigma_w2, "sigma_w2")
-        sb = _check_variance(sigma_b2, "sigma_b2")
-        if sw <= 0:
-            raise ValueError(f"sigma_w2 must be > 0; got {sw}")
-        if sb < 0:
-            raise ValueError(f"sigma_b2 must be >= 0; got {sb}")
-        if isinstance(sigma_w2, torch.Tensor):
-            sw = sigma_w2.reshape(())
-        if isinstance(sigma_b2, torch.Tensor):
-            sb = sigma_b2.reshape(())
-        return sw, sb
-
-    def kernel(self, x1, x2=None, sigma_w2=2.0, sigma_b2=0.0, diag=False, max_elements=2 ** 24):
-        """NNGP kernel of one output unit (docs/theory.md §1; paper eqs. (1)-(5)).
-
-        Parameters
-        ----------
-        x1 : torch.Tensor, shape ``(..., N1, n)``
-        x2 : torch.Tensor, shape ``(..., N2, n)``, optional (defaults to ``x1``)
-        sigma_w2 : float or 0-dim tensor, > 0
-        sigma_b2 : float or 0-dim tensor, >= 0
-        diag : bool
-            Return ``K(x1_i, x2_i)``, shape ``(..., N)``.
-        max_elements : int
-            Largest number of entries of one state tensor; the pair set is cut into
-            blocks so that the (pixel) state of a block stays below it.  When ``x2`` is
-            ``x1`` only the blocks on and above the diagonal are computed.
-
-        Returns
-        -------
-        torch.Tensor
-            ``(..., N1, N2)`` or ``(..., N)``.
-        """
-        if self.out_spec.grid and not self.out_spec.flat_like:
-            raise ValueError(f"the kernel of one output unit needs a flat output; this architecture ends on the "
-                             f"grid {self.out_spec.grid}: end it with Flatten(width) or Dense(width)")
-        self._require_kernel()
-        max_elements = _pos_int(max_elements, "max_elements", "Architecture.kernel")
-        self._check_x(x1, "x1")
-        same = x2 is None or x2 is x1
-        if x2 is None:
-            x2 = x1
-        else:
-            self._check_x(x2, "x2")
-        sw2, sb2 = self._variances(sigma_w2, sigma_b2)
-        per_pair = self.input_pixels ** 2 if (self.has_pool and len(self.input_shape) > 1) else self.input_pixels
-        batch = int(math.prod(torch.broadcast_shapes(x1.shape[:-2], x2.shape[:-2])))
-        N1, N2 = x1.shape[-2], x2.shape[-2]
-        if diag:
-            if N1 != N2:
-                raise ValueError(f"diag=True needs x1 and x2 with the same number of rows; got {N1} and {N2}")
-            step = max(1, max_elements // (per_pair * batch))
-            outs = []
-            for i in range(0, N1, step):
-                a, b = x1[..., i:i + step, :], x2[..., i:i + step, :]
-                outs.append(self._run(a, a if same else b, sw2, sb2, True))
-            return torch.cat(outs, dim=-1) if len(outs) > 1 else outs[0]
-        b = max(1, int(math.isqrt(max(1, max_elements // (per_pair * batch)))))
-        if N1 * N2 * per_pair * batch <= max_elements:
-            return self._run(x1, x1 if same else x2, sw2, sb2, False)
-        # blocks: rows of size b1, columns of size b2 with b1 * b2 <= budget
-        budget = max(1, max_elements // (per_pair * batch))
-        b1 = min(N1, b)
-        b2 = min(N2, max(1, budget // b1))
-        if same:
-            b1 = b2 = min(b1, b2)
-        rows = []
-        blocks = {}
-        for i in range(0, N1, b1):
-            row = []
-            for j in range(0, N2, b2):
-                if same and j < i:
-                    row.append(blocks[(j, i)].transpose(-1, -2))
-                    continue
-                xa = x1[..., i:i + b1, :]
-                xb = x2[..., j:j + b2, :]
-                blk = self._run(xa, xa if (same and i == j) else xb, sw2, sb2, False)
-                blocks[(i, j)] = blk
-                row.append(blk)
-            rows.append(torch.cat(row, dim=-1))
-        return torch.cat(rows, dim=-2)
-
-    def _run(self, x1, x2, sw2, sb2, diag):
-        st = input_state(x1, x2, self.input_shape, self.has_pool, diag)
-        st = self.layer._kernel(st, sw2, sb2, False)
-        out = st.to_diag().cross
-        d = len(st.grid)
-        return out.reshape(out.shape[: out.dim() - d]) if d else out
+        return Architecture
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -50,6 +50,88 @@ def deepfool_attack(f, x0, norm, iters=6, overshoot=1.05, bisect=14, **kw):
 
 
 # ------------------------------------------------------------------ presets
+def _np_conv_same(x, w, stride):
+    """Keras Conv2D(padding='same', strides=stride, use_bias=False) in numpy, from its definition:
+    out = ceil(in / stride), total pad = max((out - 1) stride + k - in, 0), before = total // 2
+    (TensorFlow puts the extra zero after); y[o, i, j] = sum_{c, u, v} w[o, c, u, v] xpad[c, s i + u, s j + v]."""
+    C, H, W = x.shape[1:]
+    k = w.shape[-1]
+    outs, pads = [], []
+    for size in (H, W):
+        out = -(-size // stride)
+        total = max((out - 1) * stride + k - size, 0)
+        outs.append(out)
+        pads.append((total // 2, total - total // 2))
+    xp = np.zeros((x.shape[0], C, H + sum(pads[0]), W + sum(pads[1])))
+    xp[:, :, pads[0][0]:pads[0][0] + H, pads[1][0]:pads[1][0] + W] = x
+    y = np.zeros((x.shape[0], w.shape[0], outs[0], outs[1]))
+    for u in range(k):
+        for v in range(k):
+            patch = xp[:, :, u:u + stride * (outs[0] - 1) + 1:stride, v:v + stride * (outs[1] - 1) + 1:stride]
+            y += np.einsum("oc,bcij->boij", w[:, :, u, v], patch)
+    return y
+
+
+def _np_keras_resnet_v1(x, weights, widths, bps, logits):
+    """Independent numpy forward of the authors' Keras ResNet v1 without batch norm (biases zero):
+    stem conv3x3 -> relu; per block y = conv3x3(relu(conv3x3_s(x))), x = relu(s(x) + y) with s a 1x1
+    stride-2 conv on the first block of stacks 2 and 3; flatten (C, H, W order) -> dense."""
+    it = iter(weights)
+    relu = lambda t: np.maximum(t, 0.0)
+    h = relu(_np_conv_same(x, next(it), 1))
+    c = widths[0]
+    for stack, w in enumerate(widths):
+        for b in range(bps):
+            stride = 2 if (stack > 0 and b == 0) else 1
+            y = _np_conv_same(relu(_np_conv_same(h, next(it), stride)), next(it), 1)
+            s = _np_conv_same(h, next(it), stride) if (stride != 1 or c != w) else h
+            h = relu(s + y)
+            c = w
+    z = h.reshape(h.shape[0], -1) @ next(it).T
+    return z[:, 0] if logits == 1 else z[:, 1] - z[:, 0]
+
+
+def _weights_and_biases(net):
+    if isinstance(net, FaithfulResNet):  # the former builder: its head parameters are registered first
+        mods = [net.stem] + [m for b in net.blocks for m in (b.conv1, b.conv2, b.shortcut) if m is not None]
+        return ([m.weight.detach().numpy() for m in mods] + [net.head_weight.detach().numpy()],
+                [m.bias.detach() for m in mods] + [net.head_bias.detach()])
+    named = list(net.named_parameters())
+    return ([p.detach().numpy() for n, p in named if n.endswith("weight")],
+            [p.detach() for n, p in named if n.endswith("bias")])
+
+
+@pytest.mark.parametrize("size,widths,bps,logits", [(7, (3, 5, 6), 2, 2), (8, (4, 8, 8), 1, 1)])
+def test_faithful_equals_independent_keras_reference(size, widths, bps, logits):
+    """make_network("faithful") (built from the layer description) against a numpy re-implementation of
+    the Keras ResNet v1 forward with the network's own weights; 1e-12 relative (float64 rounding only).
+    Odd sizes exercise TensorFlow's asymmetric 'same' padding of stride-2 convolutions."""
+    net = make_network("faithful", size, seed=4, widths=widths, blocks_per_stack=bps, logits=logits)
+    x = torch.rand(3, 3 * size * size, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        got = net(x).numpy()
+    weights, biases = _weights_and_biases(net)
+    assert all(float(b.abs().max()) == 0.0 for b in biases)
+    want = _np_keras_resnet_v1(x.numpy().reshape(3, 3, size, size), weights, widths, bps, logits)
+    assert np.abs(got - want).max() <= 1e-12 * np.abs(want).max()
+
+
+def test_faithful_layer_description_equals_faithful_resnet():
+    """The layer description (kernels.presets "faithful", built by Architecture.network) and the former
+    torch builder FaithfulResNet draw the same weights from the same seed: equal parameters and outputs."""
+    from gpbound.kernels.presets import get_preset
+
+    for size, widths, bps, logits in [(7, (3, 5, 6), 2, 2), (8, (4, 8, 16), 1, 1)]:
+        old = FaithfulResNet(size, 3, widths, bps, logits, seed=11)
+        arch = get_preset("faithful", image_size=size, widths=widths, blocks_per_stack=bps, logits=logits)
+        net = arch.network(seed=11)
+        po, pn = _weights_and_biases(old)[0], _weights_and_biases(net)[0]
+        assert len(po) == len(pn) and all(np.array_equal(a, b) for a, b in zip(po, pn))
+        x = torch.rand(4, arch.n, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+        z = net(x)
+        torch.testing.assert_close(z[:, 0] if logits == 1 else z[:, 1] - z[:, 0], old(x), rtol=1e-12, atol=0.0)
+
+
 def test_faithful_structure_and_init():
     net = FaithfulResNet(32, widths=(32, 64, 128), seed=0)
     assert net.n == 3072 and net.final_pixels == 64            # |I0| / |I_Lf| = 16, M = 4
