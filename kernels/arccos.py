@@ -398,16 +398,32 @@ class ArcCosineKernel(gpytorch.kernels.Kernel):
     .. math:: k_m(x, y) = \\frac{1}{\\pi}\\|x\\|^m\\|y\\|^m J_m(\\theta)
 
     It is the NNGP kernel of one infinitely wide hidden layer with step (m=0), ReLU
-    (m=1) or squared-ReLU (m=2) activation and unit-variance weights, times 2.
+    (m=1) or squared-ReLU (m=2) activation and unit-variance weights, times 2.  It has no
+    hyperparameters: wrap it in a :class:`gpytorch.kernels.ScaleKernel` for an output scale.
 
     Parameters
     ----------
     order : {0, 1, 2}
     dtype : torch.dtype
-        Floor of the computation's precision (default float64: float32 inputs give a
-        float64 kernel; float64 inputs are never demoted).
+        Floor of the computation's precision (default float64: float32 inputs are computed in
+        float64; float64 inputs are never demoted).  The covariance is returned in the inputs'
+        dtype, as GPyTorch kernels do, so float32 models work.
     **kwargs
-        Passed to :class:`gpytorch.kernels.Kernel` (``active_dims``, ``batch_shape``...).
+        Passed to :class:`gpytorch.kernels.Kernel` (``active_dims``, ``batch_shape``...).  With a
+        ``batch_shape`` the covariance is broadcast to it (the kernel is the same in every batch).
+
+    Notes
+    -----
+    Inputs are ``(..., N, d)``; 1-D inputs ``(N,)`` are read as ``(N, 1)``, where
+    :math:`k_m(x, y) = c_m |x|^m |y|^m (1 + \\mathrm{sign}(xy))/2` with :math:`c_0 = c_1 = 1`,
+    :math:`c_2 = 3` (:math:`\\theta \\in \\{0, \\pi\\}`).
+
+    Raises
+    ------
+    TypeError
+        ``dtype`` not a floating dtype; ``x1``/``x2`` not tensors.
+    ValueError
+        ``order`` not 0, 1 or 2; ``x1``/``x2`` with different last dimensions or not finite.
     """
 
     has_lengthscale = False
@@ -419,20 +435,31 @@ class ArcCosineKernel(gpytorch.kernels.Kernel):
         super().__init__(**kwargs)
         self.compute_dtype = dtype
 
-    def __call__(self, x1, x2=None, diag=False, last_dim_is_batch=False, **params):
-        for name, x in (("x1", x1), ("x2", x2)):
-            if x is not None and not isinstance(x, torch.Tensor):
-                raise TypeError(f"{name} must be a torch.Tensor of shape (..., N, d); got {type(x).__name__}")
-        if x2 is not None and x1.shape[-1] != x2.shape[-1]:
-            raise ValueError(f"x2 must have the same last dimension d as x1; got {x2.shape[-1]} and {x1.shape[-1]}")
-        return super().__call__(x1, x2, diag=diag, last_dim_is_batch=last_dim_is_batch, **params)
+    def __call__(self, x1, x2=None, diag=False, **params):
+        # argument checks only: gpytorch's Kernel.__call__ raises AttributeError on a non-tensor and
+        # RuntimeError on different widths, both before forward could name the argument
+        from .nngp import _check_call_args
 
-    def forward(self, x1, x2, diag=False, last_dim_is_batch=False, **params):
-        if last_dim_is_batch:
-            x1 = x1.transpose(-1, -2).unsqueeze(-1)
-            x2 = x2.transpose(-1, -2).unsqueeze(-1)
+        _check_call_args(x1, x2, self.active_dims, "d")
+        return super().__call__(x1, x2, diag=diag, **params)
+
+    def forward(self, x1, x2, diag=False, **params):
+        # gpytorch 1.x passes the deprecated last_dim_is_batch in params (always False unless a caller sets it)
+        if params.get("last_dim_is_batch", False):
+            raise ValueError("last_dim_is_batch=True is not supported by ArcCosineKernel")
         for name, x in (("x1", x1), ("x2", x2)):
+            if not isinstance(x, torch.Tensor) or x.dim() < 2:
+                raise ValueError(f"{name} must be a torch.Tensor of shape (..., N, d); "
+                                 f"got {tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
             if not torch.isfinite(x).all():
                 raise ValueError(f"{name} contains NaN or inf; inputs must be finite")
-        dt = torch.promote_types(torch.promote_types(x1.dtype, x2.dtype), self.compute_dtype)
-        return arc_cosine(x1.to(dt), x2.to(dt), self.order, diag=diag)
+        if x1.shape[-1] != x2.shape[-1]:
+            raise ValueError(f"x2 must have the same last dimension d as x1; got {x2.shape[-1]} and {x1.shape[-1]}")
+        out_dt = torch.promote_types(x1.dtype, x2.dtype)
+        dt = torch.promote_types(out_dt, self.compute_dtype)
+        K = arc_cosine(x1.to(dt), x2.to(dt), self.order, diag=diag).to(out_dt)
+        if len(self.batch_shape):
+            lead = K.shape[:-1] if diag else K.shape[:-2]
+            tail = K.shape[len(lead):]
+            K = K.expand(*torch.broadcast_shapes(lead, self.batch_shape), *tail)
+        return K

@@ -122,14 +122,17 @@ def test_bad_input():
 
 @pytest.mark.parametrize("order", [0, 1, 2])
 def test_arc_cosine_kernel_gpytorch_batch_active_dims_and_float64(order):
-    """ArcCosineKernel as a gpytorch kernel: batch shapes, diag, active_dims and float64 by default,
-    against the closed form k_m = |x|^m |y|^m J_m(theta) / pi evaluated in numpy (float64, 1e-12)."""
+    """ArcCosineKernel as a gpytorch kernel: batch shapes, diag, active_dims, computed in float64 and
+    returned in the inputs' dtype, against the closed form k_m = |x|^m |y|^m J_m(theta) / pi evaluated
+    in numpy (float64, 1e-12)."""
     import numpy as np
 
     g = torch.Generator().manual_seed(order)
     X = torch.randn(2, 5, 4, generator=g, dtype=torch.float32)
-    K = ArcCosineKernel(order)(X).to_dense()
-    assert K.dtype == torch.float64 and K.shape == (2, 5, 5)
+    K32 = ArcCosineKernel(order)(X).to_dense()
+    K = ArcCosineKernel(order)(X.double()).to_dense()
+    assert K32.dtype == torch.float32 and K.dtype == torch.float64 and K.shape == (2, 5, 5)
+    assert torch.equal(K32, K.float())  # float32 inputs: computed in float64, rounded once
     Xn = X.double().numpy()
     nx = np.linalg.norm(Xn, axis=-1)
     c = np.clip(Xn @ Xn.transpose(0, 2, 1) / (nx[..., :, None] * nx[..., None, :]), -1, 1)
@@ -141,9 +144,9 @@ def test_arc_cosine_kernel_gpytorch_batch_active_dims_and_float64(order):
     # Gram entries, done differently here and in numpy) moves theta by sqrt(2 ulp) ~ 2e-8
     atol = 1e-7 if order == 0 else 1e-12
     torch.testing.assert_close(K, torch.from_numpy(ref), rtol=1e-12, atol=atol)
-    kd = ArcCosineKernel(order)(X, diag=True)
+    kd = ArcCosineKernel(order)(X.double(), diag=True)
     torch.testing.assert_close(kd, torch.diagonal(K, dim1=-2, dim2=-1), rtol=1e-12, atol=1e-12)
-    Z = torch.cat([torch.randn(2, 5, 1, generator=g), X], dim=-1)  # column 0 is ignored
+    Z = torch.cat([torch.randn(2, 5, 1, generator=g), X], dim=-1).double()  # column 0 is ignored
     Ka = ArcCosineKernel(order, active_dims=torch.arange(1, 5))(Z).to_dense()
     torch.testing.assert_close(Ka, K, rtol=1e-12, atol=1e-12)
 
