@@ -106,11 +106,11 @@ def test_broken_radius_and_bound_fail_on_the_crossing_measurement(tmp_path):
     too_big = lambda d: 1e3 * float(radii.comparison_radius(x0n, d, n, M, p=1))  # noqa: E731
     bad_r = run_check(functools.partial(lc.check_crossing, radius_fn=too_big), ctx)
     assert bad_r.status == "FAIL"
-    assert any("frequency at r(delta" in c.label for c in bad_r.failed_comparisons)
+    assert any("frequency at r(δ" in c.label for c in bad_r.failed_comparisons)
     too_small = lambda r, x, n_, m: 1e-3 * radii.comparison_failure_probability(r, x, n_, m, p=1)  # noqa: E731
     bad_p = run_check(functools.partial(lc.check_crossing, failure_probability=too_small), ctx)
     assert bad_p.status == "FAIL"
-    assert any(c.label.startswith("CP lower end <= bound") for c in bad_p.failed_comparisons)
+    assert any(c.label.startswith("CP lower end ≤ bound") for c in bad_p.failed_comparisons)
 
 
 def test_tightness_check_passes_and_has_power(tmp_path):
@@ -161,7 +161,7 @@ def test_entropy_oracle_against_theory_table():
 def quick_report(tmp_path_factory):
     out = tmp_path_factory.mktemp("report")
     proc = subprocess.run([sys.executable, "-m", "gpbound.cli", "report", "--quick", "--out", str(out)],
-                          capture_output=True, text=True, cwd=REPO, timeout=300)
+                          capture_output=True, text=True, cwd=REPO, timeout=900)
     return out, proc
 
 
@@ -222,7 +222,7 @@ def test_quick_report_entropy_numbers(quick_report):
         assert nums["paper"][i] == pytest.approx(
             0.75 * math.sqrt(math.log(4 * n)) + 0.5 * math.log(n) * math.sqrt(math.log(2 * n)), rel=1e-12)
     assert c["status"] == "PASS"
-    assert "exceeds the paper's a_n" in c["finding"]
+    assert "exceeds the paper's aₙ" in c["finding"]
 
 
 def test_quick_report_dudley_numbers(quick_report):
@@ -288,7 +288,7 @@ def test_quick_report_constants_theorem_M(quick_report):
         arch = get_preset(name, image_size=12)
         assert v["M_theorem"] == pytest.approx(float(theorem2_M(arch)), rel=1e-12)
         assert v["M_theorem"] == pytest.approx(math.sqrt(arch.input_pixels / arch.flatten_pixels), rel=1e-12)
-        comp = {x["label"]: x for x in c["comparisons"]}[f"measured M <= theorem M, {name}"]
+        comp = {x["label"]: x for x in c["comparisons"]}[f"measured M ≤ theorem M, {name}"]
         assert (comp["lhs"], comp["rhs"]) == (v["M"], v["M_theorem"])
         assert comp["holds"] == (v["M"] <= v["M_theorem"] * (1 + 1e-9))
 
@@ -456,3 +456,129 @@ def test_comparison_numbers_are_never_parsed_or_truncated():
     for bad in ("1.0", True, 1 + 0j, None, [1.0]):
         with pytest.raises(TypeError, match="lhs"):
             Comparison("a", bad, "<=", 2.0)
+
+
+# ----------------------------------------------------------------------------- issue 13: a report that explains itself
+def test_vacuous_rule():
+    """A comparison that cannot fail is shown as such: '<=' an infinite rhs, or a probability '<=' a bound >= 1."""
+    inf = float("inf")
+    assert Comparison("E sup <= bound", 3.0, "<=", inf).vacuous
+    assert Comparison("x >= bound", 3.0, ">=", -inf).vacuous
+    assert Comparison("P <= bound", 0.3, "<=", 1.0, probability=True).vacuous
+    assert Comparison("P <= bound", 0.3, "<=", 2.5, probability=True).vacuous
+    assert Comparison("P >= bound", 0.3, ">=", 0.0, probability=True).vacuous
+    # informative comparisons are not vacuous
+    assert not Comparison("P <= bound", 0.3, "<=", 0.999, probability=True).vacuous
+    assert not Comparison("x <= 1", 0.3, "<=", 1.0).vacuous  # not declared a probability: 1 is a real bound
+    assert not Comparison("x == 1", 1.0, "==", 1.0, probability=True).vacuous
+    assert not Comparison("nan", float("nan"), "<=", inf).vacuous
+    assert Comparison("P <= bound", 0.3, "<=", 1.0, probability=True).verdict == "PASS (vacuous: bound = 1)"
+    assert Comparison("P <= bound", 0.3, "<=", 0.5, probability=True).verdict == "PASS"
+    assert Comparison("P <= bound", 0.6, "<=", 0.5, probability=True).verdict == "FAIL"
+    with pytest.raises(ValueError, match=r"lhs must be in \[0, 1\]"):
+        Comparison("P", 1.5, "<=", 1.0, probability=True)
+    with pytest.raises(TypeError, match="probability"):
+        Comparison("P", 0.5, "<=", 1.0, probability=1)
+    d = Comparison("P <= bound", 0.3, "<=", 1.0, probability=True).as_dict()
+    assert d["vacuous"] is True and d["probability"] is True
+    # a check whose every comparison is vacuous says so; the others count their vacuous comparisons
+    allvac = CheckResult("v", "V", "b", "m", "t", comparisons=[Comparison("P", 0.2, "<=", 1.0, probability=True)])
+    assert allvac.status == "PASS" and allvac.status_text == "PASS (vacuous: every bound trivial)"
+    mixed = CheckResult("v", "V", "b", "m", "t", comparisons=[Comparison("P", 0.2, "<=", 1.0, probability=True),
+                                                             Comparison("P", 0.2, "<=", 0.5, probability=True)])
+    assert mixed.status_text == "PASS" and len(mixed.vacuous_comparisons) == 1
+
+
+def _many_comparisons_check(ctx):
+    comps = [Comparison(f"P(zero within r_{i}) <= bound", 0.1, "<=", 0.2 + 0.1 * i, probability=True)
+             for i in range(12)]
+    comps.append(Comparison("a failing one", 2.0, "<=", 1.0))
+    return CheckResult("many", "(z) Many comparisons", "P ≤ bound", "toy", "none", comparisons=comps,
+                       table={"columns": ["i", "v"], "rows": [[i, float(i)] for i in range(20)]},
+                       finding="a key finding of (z)")
+
+
+def test_report_has_contents_anchors_details_and_meaning(tmp_path):
+    import html as html_mod
+
+    from gpbound.report.render import COLLAPSE_ROWS
+
+    rep = build_report(tmp_path, checks=[_many_comparisons_check, functools.partial(_stub_check, bound=1.0)])
+    html = rep.html.read_text(encoding="utf-8")
+    md = rep.markdown.read_text(encoding="utf-8")
+    # the summary table is the table of contents: each check's title links to its section's anchor
+    for r in rep.results:
+        assert f"<a href='#{r.name}'>{html_mod.escape(r.title)}</a>" in html
+        assert f"id='{r.name}'" in html
+        md_title = r.title.replace("|", "\\|")  # a Markdown table cell escapes its bars
+        assert f"[{md_title}](#{r.name})" in md and f'<a id="{r.name}"></a>' in md
+    # what delta and r mean, in the summary (before the first section)
+    first_section = html.index("id='many'")
+    assert 0 <= html.index("With probability ≥ 1−δ over the random network") < first_section
+    assert "no input within r of x0 changes the label" in html[:first_section]
+    assert "depends only on n" in html[:first_section] and "What δ and r mean" in md
+    # key findings in the summary, linked
+    assert html.index("Key findings") < first_section and "a key finding of (z)" in html[:first_section]
+    # long tables and comparison lists collapsed; the failing comparison is shown outside <details>
+    assert 20 > COLLAPSE_ROWS and html.count("<details>") == 2 and md.count("<details>") == 2
+    sec = html[first_section:html.index("id='stub'")] if "id='stub'" in html else html[first_section:]
+    assert sec.index("a failing one") < sec.rindex("<details>")  # before the collapsed list of all comparisons
+    # vacuous comparisons are labelled as such, in the page and in the JSON
+    assert "PASS (vacuous: bound = 1)" in html and "PASS (vacuous: bound = 1)" in md
+    n_vac = sum(0.2 + 0.1 * i >= 1.0 for i in range(12))  # the bounds >= 1 (i = 8 ... 11)
+    assert n_vac == 4 and f"12/13 ({n_vac} vacuous)" in html and html.count("PASS (vacuous: bound = ") >= n_vac
+    data = json.loads(rep.json.read_text())
+    assert sum(c["vacuous"] for c in data["checks"][0]["comparisons"]) == n_vac
+
+
+def test_no_ascii_math_in_report_texts():
+    """Titles, claims, labels and table headers are typeset with Unicode (≤, √, ‖·‖, δ, ℓp), not ASCII TeX."""
+    import inspect
+
+    from gpbound.report import posterior_check, tightness
+
+    bad = [r"sup_{x in", "a~_n", " <= ", " >= ", "sqrt(", "||x0||", "E||g||", "(delta=", "r(delta"]
+    for mod in (posterior_check, tightness):
+        src = inspect.getsource(mod)
+        texts = re.findall(r'(?:title|bound|measurement|tolerance)=f?"([^"]*)"', src)
+        texts += re.findall(r'Comparison\(f?"([^"]*)"', src)
+        for t in texts:
+            assert not any(b in t for b in bad), (mod.__name__, t)
+    src = inspect.getsource(lc)
+    src = src[:src.index("def check_fig1(")] + src[src.index("def check_fig3("):]  # fig1: another module's owner
+    texts = re.findall(r'(?:title|bound|measurement|tolerance)=\(?f?"([^"]*)"', src)
+    texts += re.findall(r'Comparison\(f?"([^"]*)"', src)
+    assert len(texts) > 25
+    for t in texts:
+        assert not any(b in t for b in bad), t
+    assert posterior_check.check_posterior.__name__ and "(j) " in inspect.getsource(posterior_check)
+
+
+def test_plot_helper_keeps_legends_outside_and_ticks_short_log_axes(tmp_path):
+    from PIL import Image
+
+    from gpbound.report.plots import figure, is_png, legend_outside, log_ticks
+
+    with figure(tmp_path / "a.png") as (f, ax):
+        ax.plot([0.01, 0.5], [1, 2], label="a curve with a long legend label")
+        ax.set_xscale("log")
+        log_ticks(ax, "x")
+        leg = legend_outside(ax, where="right")
+        f.canvas.draw()
+        labels = [t.get_text() for t in ax.get_xticklabels() if t.get_text()]
+        ax_box = ax.get_window_extent().frozen()
+        leg_box = leg.get_window_extent().frozen()
+    assert {"0.01", "0.02", "0.05", "0.1", "0.2", "0.5"} <= set(labels)
+    assert leg_box.x0 >= ax_box.x1  # beside the axes, not over the data
+    with figure(tmp_path / "b.png") as (f, ax):
+        ax.plot([0.01, 0.5], [1, 2], label="a curve with a long legend label")
+    assert is_png(tmp_path / "a.png")
+    with Image.open(tmp_path / "a.png") as a, Image.open(tmp_path / "b.png") as b:
+        assert a.size[0] > b.size[0] + 100  # the saved PNG grew to keep the legend; the axes did not shrink
+    with pytest.raises(ValueError, match="where"):
+        with figure(tmp_path / "c.png") as (f, ax):
+            ax.plot([1, 2], [1, 2], label="x")
+            legend_outside(ax, where="left")
+    with pytest.raises(ValueError, match="ncols"):
+        with figure(tmp_path / "d.png", ncols=0):
+            pass

@@ -15,7 +15,16 @@ from gpbound import validation as _validation
 from .checks import CheckContext, CheckResult, atomic_write_text, run_check, to_jsonable
 from .render import render_html, render_markdown
 
-__all__ = ["build_report", "ReportResult", "default_check_list"]
+__all__ = ["build_report", "ReportResult", "default_check_list", "GUARANTEE"]
+
+#: what delta and r mean, stated in the report's summary (the command line says the same in ASCII,
+#: :data:`gpbound.cli._common.GUARANTEE`)
+GUARANTEE = ("With probability ≥ 1−δ over the random network, no input within r of x0 changes the label. "
+             "The certified radius r depends only on n (the input dimension), M (Theorem 2: √(|I0|/|I_Lf|)) and "
+             "‖x0‖₂ -- not on the network's weights; the instance radii (marked so) also use the exact √K(x0,x0) "
+             "and the layer-wise Lipschitz constant L, i.e. the weight and bias variances. δ is the failure "
+             "probability the certificate allows; the checks measure how often random networks do change the "
+             "label within r. Check (j) certifies trained GP classifiers; its section states its own meaning.")
 
 
 @dataclass
@@ -71,6 +80,10 @@ class ReportResult:
         lines = []
         for r in self.results:
             line = f"{r.status:5s}  {r.title}  ({r.wall_s:.1f} s)"
+            if r.status_text != r.status:
+                line += f"  -- {r.status_text[len(r.status):].strip(' ()')}"
+            elif r.vacuous_comparisons:
+                line += f"  -- {len(r.vacuous_comparisons)} of {len(r.comparisons)} comparisons vacuous"
             if r.status == "SKIP":
                 line += f"  -- skipped: {r.skipped}"
             lines.append(line)
@@ -184,6 +197,7 @@ def _meta(results, *, quick, results_dir, seed, wall):
                   "mode": mode, "seed": seed, "wall (s)": round(wall, 1), "gpbound": __version__,
                   "python": platform.python_version(), "torch": torch_version,
                   **{k.lower(): v for k, v in counts.items()}},
+        "guarantee": GUARANTEE,
         "counts": counts,
         "all_passed": all_passed,
         "verdict": ("every check passed" if all_passed else

@@ -59,6 +59,16 @@ class Comparison:
 
     NaN on either side never holds.
 
+    **Vacuous comparisons** (:attr:`vacuous`) hold whatever was measured, so the report shows them
+    as ``PASS (vacuous: ...)`` rather than as evidence. The rule:
+
+    * ``"<="`` with ``rhs = +inf`` (``">="`` with ``rhs = -inf``): nothing finite can fail it;
+    * ``probability=True`` (``lhs`` is a probability, a frequency or a confidence bound of one,
+      always in [0, 1]) and ``"<="`` with ``rhs >= 1`` (``">="`` with ``rhs <= 0``): the bound is
+      the trivial one.
+
+    ``"=="`` comparisons are never vacuous.
+
     Parameters
     ----------
     label : str
@@ -69,6 +79,18 @@ class Comparison:
     atol, rtol : float, optional
         Absolute and relative tolerances (>= 0), e.g. three Monte Carlo
         standard errors.
+    probability : bool, optional
+        ``lhs`` is a probability (in [0, 1]); then a bound ``rhs >= 1`` is vacuous. A ``lhs``
+        outside [0, 1] is a ValueError.
+
+    Examples
+    --------
+    >>> Comparison("P(zero within r) <= bound", 0.2, "<=", 1.0, probability=True).vacuous
+    True
+    >>> Comparison("P(zero within r) <= bound", 0.2, "<=", 0.5, probability=True).verdict
+    'PASS'
+    >>> Comparison("E sup <= Dudley", 3.0, "<=", float("inf")).verdict
+    'PASS (vacuous: bound = inf)'
     """
 
     label: str
@@ -77,6 +99,7 @@ class Comparison:
     rhs: float
     atol: float = 0.0
     rtol: float = 0.0
+    probability: bool = False
 
     def __post_init__(self):
         if self.relation not in _RELATIONS:
@@ -88,6 +111,31 @@ class Comparison:
             if not v >= 0:
                 raise ValueError(f"{name} must be >= 0, got {v}")
             object.__setattr__(self, name, v)
+        if not isinstance(self.probability, bool):
+            raise TypeError(f"probability must be a bool, got {type(self.probability).__name__}")
+        if self.probability and not (0.0 <= self.lhs <= 1.0 or math.isnan(self.lhs)):
+            raise ValueError(f"lhs must be in [0, 1] when probability=True, got {self.lhs!r}")
+
+    @property
+    def vacuous(self) -> bool:
+        """True iff the comparison holds whatever was measured (rule in the class docstring)."""
+        b = self.rhs
+        if math.isnan(b) or math.isnan(self.lhs):
+            return False
+        if self.relation == "<=":
+            return b == math.inf or (self.probability and b >= 1.0)
+        if self.relation == ">=":
+            return b == -math.inf or (self.probability and b <= 0.0)
+        return False
+
+    @property
+    def verdict(self) -> str:
+        """``"PASS"``, ``"FAIL"`` or ``"PASS (vacuous: bound = ...)"`` (see :attr:`vacuous`)."""
+        if not self.holds:
+            return "FAIL"
+        if self.vacuous:
+            return f"PASS (vacuous: bound = {self.rhs:g})"
+        return "PASS"
 
     @property
     def slack(self) -> float:
@@ -114,11 +162,14 @@ class Comparison:
             "atol": self.atol,
             "rtol": self.rtol,
             "holds": self.holds,
+            "probability": self.probability,
+            "vacuous": self.vacuous,
         }
 
     def __str__(self) -> str:
         tol = f" (tol {self.slack:.3g})" if self.slack else ""
-        return f"{self.label}: {self.lhs:.6g} {self.relation} {self.rhs:.6g}{tol} -> {'ok' if self.holds else 'VIOLATED'}"
+        return f"{self.label}: {self.lhs:.6g} {self.relation} {self.rhs:.6g}{tol} -> {'ok' if self.holds else 'VIOLATED'}" + (
+            " (vacuous)" if self.holds and self.vacuous else "")
 
 
 @dataclass
@@ -192,11 +243,25 @@ class CheckResult:
     def failed_comparisons(self) -> List[Comparison]:
         return [c for c in self.comparisons if not c.holds]
 
+    @property
+    def vacuous_comparisons(self) -> List[Comparison]:
+        """The comparisons that hold whatever was measured (:attr:`Comparison.vacuous`)."""
+        return [c for c in self.comparisons if c.holds and c.vacuous]
+
+    @property
+    def status_text(self) -> str:
+        """:attr:`status`, with ``" (vacuous: every bound trivial)"`` when every comparison of a PASS is
+        vacuous: such a check verified nothing it could have failed."""
+        if self.status == "PASS" and len(self.vacuous_comparisons) == len(self.comparisons):
+            return "PASS (vacuous: every bound trivial)"
+        return self.status
+
     def as_dict(self) -> Dict[str, Any]:
         d = {
             "name": self.name,
             "title": self.title,
             "status": self.status,
+            "status_text": self.status_text,
             "passed": self.passed,
             "bound": self.bound,
             "measurement": self.measurement,

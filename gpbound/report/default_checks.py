@@ -29,9 +29,10 @@ from typing import Callable, Dict, List, Optional
 import numpy as np
 
 from .checks import Check, CheckContext, CheckResult, CheckSkipped, Comparison
-from .plots import figure
+from .plots import figure, legend_inside, legend_outside, log_ticks
 from .posterior_check import check_posterior
 from .tightness import check_tightness
+from . import fig1_check as _fig1_check
 
 __all__ = [
     "check_dudley", "check_entropy", "check_constants", "check_crossing", "check_fig1", "check_fig3",
@@ -156,9 +157,9 @@ def check_dudley(ctx: CheckContext, *, bound: Optional[Callable[[int], float]] =
         bd = float(bound(n))
         mc.append(mean), se.append(sd), exact.append(ex), bnd.append(bd)
         # the Monte Carlo estimate must agree with the exact value (4 standard errors) ...
-        comps.append(Comparison(f"MC E max|g_i| = exact, n={n}", mean, "==", ex, atol=4 * sd))
+        comps.append(Comparison(f"MC E maxᵢ|gᵢ| = exact, n={n}", mean, "==", ex, atol=4 * sd))
         # ... and the claim: E sup <= Dudley bound (the measurement may exceed it by 3 SE)
-        comps.append(Comparison(f"E sup (MC) <= Dudley bound, n={n}", mean, "<=", bd, atol=3 * sd))
+        comps.append(Comparison(f"E sup (MC) ≤ Dudley bound, n={n}", mean, "<=", bd, atol=3 * sd))
         rows.append([n, mean, sd, ex, math.sqrt(2 * math.log(2 * n)), bd, bd / ex])
     fig = "dudley.png"
     with figure(ctx.figure_path(fig)) as (f, ax):
@@ -168,18 +169,18 @@ def check_dudley(ctx: CheckContext, *, bound: Optional[Callable[[int], float]] =
         ax.plot(ns, bnd, "--", label="Dudley bound (library)")
         ax.set_xscale("log"), ax.set_yscale("log")
         ax.set_xlabel("n"), ax.set_ylabel(r"$E\,\sup_{x\in B^1_1}\langle g,x\rangle$")
-        ax.set_title("Dudley's bound vs exact, linear kernel"), ax.legend(fontsize=8)
+        ax.set_title("Dudley's bound vs exact, linear kernel"), legend_inside(ax)
     return CheckResult(
         name="dudley", title="(a) Dudley's bound vs the exact supremum (linear kernel)",
-        bound=("Dudley (section 3.1, with Theorem 3): E sup_{x in B^1_1} phi(x) <= 8 sqrt(2) "
-               "int_0^inf sqrt(ln N(eps)) d eps; for K(x,y) = x.y the left side is E max_i |g_i| (docs/theory.md §4)."),
-        measurement=f"Monte Carlo over {S} draws of g ~ N(0, I_n) per n, and the exact value by quadrature.",
+        bound=("Dudley (section 3.1, with Theorem 3): E sup_{x∈B₁¹} φ(x) ≤ 8√2 ∫₀^∞ √(ln N(ε)) dε; "
+               "for K(x, y) = x·y the left side is E maxᵢ |gᵢ| (docs/theory.md §4)."),
+        measurement=f"Monte Carlo over {S} draws of g ~ N(0, Iₙ) per n, and the exact value by quadrature.",
         tolerance="MC may exceed the bound by 3 standard errors; MC must match the exact value within 4 SE.",
         comparisons=comps, preset="linear kernel K(x, y) = x.y (no network)", figures=[fig],
-        table={"columns": ["n", "MC mean", "SE", "exact", "sqrt(2 ln 2n)", "Dudley bound", "bound/exact"],
+        table={"columns": ["n", "MC mean", "SE", "exact", "√(2 ln 2n)", "Dudley bound", "bound/exact"],
                "rows": rows},
         numbers={"n": ns, "mc_mean": mc, "mc_se": se, "exact": exact, "dudley": bnd, "samples": S},
-        details="The bound grows like (ln n)^(3/2) while the exact value grows like sqrt(2 ln 2n).")
+        details="The bound grows like (ln n)³ᐟ² while the exact value grows like √(2 ln 2n).")
 
 
 # ----------------------------------------------------------------------------- (b) entropy
@@ -195,9 +196,9 @@ def check_entropy(ctx: CheckContext, *, entropy_integral: Optional[Callable] = N
         v_pap = float(entropy_integral(n, method="paper"))
         v_ora = entropy_integral_oracle(n)
         num.append(v_num), clo.append(v_clo), pap.append(v_pap), ora.append(v_ora)
-        comps.append(Comparison(f"numeric <= a~_n, n={n}", v_num, "<=", v_clo))
+        comps.append(Comparison(f"numeric ≤ ãₙ, n={n}", v_num, "<=", v_clo))
         # numeric is an upper bound including its quadrature error: >= the oracle, and close to it
-        comps.append(Comparison(f"numeric >= quadrature oracle, n={n}", v_num, ">=", v_ora, atol=1e-9))
+        comps.append(Comparison(f"numeric ≥ quadrature oracle, n={n}", v_num, ">=", v_ora, atol=1e-9))
         comps.append(Comparison(f"numeric = quadrature oracle (rel. 1e-4), n={n}", v_num, "==", v_ora, rtol=1e-4))
         rows.append([n, v_ora, v_num, v_clo, v_pap, v_num / v_pap])
     above = [n for n, a, b in zip(ns, num, pap) if a > b]
@@ -206,32 +207,32 @@ def check_entropy(ctx: CheckContext, *, entropy_integral: Optional[Callable] = N
         ax1.plot(ns, num, "o-", ms=3, label="numeric (certified)")
         ax1.plot(ns, clo, "--", label=r"$\tilde a_n$ (closed)")
         ax1.plot(ns, pap, ":", label=r"$a_n$ (paper, eq. 37)")
-        ax1.set_xscale("log"), ax1.set_xlabel("n"), ax1.set_ylabel("entropy integral"), ax1.legend(fontsize=8)
+        ax1.set_xscale("log"), ax1.set_xlabel("n"), ax1.set_ylabel("entropy integral"), legend_inside(ax1)
         ax2.plot(ns, [a / b for a, b in zip(num, pap)], "o-", ms=3, label=r"numeric / $a_n$")
         ax2.plot(ns, [a / b for a, b in zip(clo, pap)], "--", label=r"$\tilde a_n / a_n$")
         ax2.axhline(1.0, color="k", lw=0.8)
-        ax2.set_xscale("log"), ax2.set_xlabel("n"), ax2.set_ylabel("ratio to paper's a_n"), ax2.legend(fontsize=8)
+        ax2.set_xscale("log"), ax2.set_xlabel("n"), ax2.set_ylabel(r"ratio to the paper's $a_n$"), legend_inside(ax2)
     # radius overstatement of a_n at small delta: r(a_n)/r(numeric) = (16 num/sqrt(pi) + 1)/(16 a_n/sqrt(pi) + 1)
     over = [(16 * a / math.sqrt(math.pi) + 1) / (16 * b / math.sqrt(math.pi) + 1) - 1 for a, b in zip(num, pap)]
     worst = int(np.argmax(over))
     contiguous = bool(above) and above == [n for n in ns if n <= max(above)]
     over_practical = max([o for n, o in zip(ns, over) if n >= 48], default=float("nan"))
-    finding = (f"The numeric entropy integral exceeds the paper's a_n (eq. 37) for {len(above)} of {len(ns)} "
+    finding = (f"The numeric entropy integral exceeds the paper's aₙ (eq. 37) for {len(above)} of {len(ns)} "
                f"values of n" + ((f" (every tested n up to {max(above):,})" if contiguous else
                                   f" (up to n = {max(above):,})") if above else "") +
-               f": eq. (37)'s last step does not hold for practical n (numeric / a_n up to "
-               f"{max(a / b for a, b in zip(num, pap)):.3f}). A radius computed from a_n is too large to be backed "
-               f"by the proof by up to {100 * over[worst]:.1f} % (at n = {ns[worst]:,}, delta -> 0; "
-               f"{100 * over_practical:.1f} % at most for n >= 48). gpbound certifies with the numeric integral "
-               "(or a~_n) instead.")
+               f": eq. (37)'s last step does not hold for practical n (numeric / aₙ up to "
+               f"{max(a / b for a, b in zip(num, pap)):.3f}). A radius computed from aₙ is too large to be backed "
+               f"by the proof by up to {100 * over[worst]:.1f} % (at n = {ns[worst]:,}, δ → 0; "
+               f"{100 * over_practical:.1f} % at most for n ≥ 48). gpbound certifies with the numeric integral "
+               "(or ãₙ) instead.")
     return CheckResult(
-        name="entropy", title="(b) Entropy integral: numeric vs a~_n vs the paper's a_n",
-        bound="Theorem 3 + eq. (37): int_0^inf sqrt(ln N(eps)) d eps <= a~_n (rigorous closed form, docs/theory.md §4).",
+        name="entropy", title="(b) Entropy integral: numeric vs ãₙ vs the paper's aₙ (eq. 37)",
+        bound="Theorem 3 + eq. (37): ∫₀^∞ √(ln N(ε)) dε ≤ ãₙ (rigorous closed form, docs/theory.md §4).",
         measurement="gpbound.covering.entropy_integral (numeric, closed, paper) and an independent scipy "
-                    "quadrature of the split integral I_1(n) + (ln n/2) sqrt(ln 2n).",
-        tolerance="numeric <= a~_n exactly; numeric >= oracle - 1e-9 and within 1e-4 relative of it.",
+                    "quadrature of the split integral I₁(n) + (ln n / 2)√(ln 2n).",
+        tolerance="numeric ≤ ãₙ exactly; numeric ≥ oracle − 1e-9 and within 1e-4 relative of it.",
         comparisons=comps, preset="l1 unit ball in R^n (no network)", figures=[fig], finding=finding,
-        table={"columns": ["n", "oracle", "numeric", "a~_n", "a_n (paper)", "numeric/a_n"], "rows": rows},
+        table={"columns": ["n", "oracle", "numeric", "ãₙ", "aₙ (paper)", "numeric/aₙ"], "rows": rows},
         numbers={"n": ns, "numeric": num, "closed": clo, "paper": pap, "oracle": ora, "numeric_above_paper": above,
                  "radius_overstatement_of_a_n": over})
 
@@ -266,24 +267,27 @@ def check_constants(ctx: CheckContext, *, theorem_M: Optional[Callable] = None, 
         C, M = float(est.C), float(est.M)
         Mt = float(theorem_M(arch))
         meas[name] = {"n": n, "C": C, "M": M, "M_theorem": Mt}
-        comps.append(Comparison(f"measured M <= theorem M, {name}", M, "<=", Mt, rtol=1e-9))
-        comps.append(Comparison(f"measured C > 0, {name}", C, ">=", 0.0))
+        comps.append(Comparison(f"measured M ≤ theorem M, {name}", M, "<=", Mt, rtol=1e-9))
+        comps.append(Comparison(f"measured C ≥ 0, {name}", C, ">=", 0.0))
         rows.append([name, n, C, M, Mt, M / Mt])
     if not comps:
         raise CheckSkipped(f"no preset accepts image_size={image_size}")
     fig = "constants.png"
     with figure(ctx.figure_path(fig)) as (f, ax):
         xs = np.arange(len(rows))
-        ax.bar(xs - 0.2, [r[3] for r in rows], 0.4, label="measured M")
-        ax.bar(xs + 0.2, [r[4] for r in rows], 0.4, label="Theorem 2 M")
+        b1 = ax.bar(xs - 0.2, [r[3] for r in rows], 0.4, label="measured M (lower estimate)")
+        b2 = ax.bar(xs + 0.2, [r[4] for r in rows], 0.4, label="Theorem 2 M")
+        ax.bar_label(b1, fmt="%.3g", fontsize=8), ax.bar_label(b2, fmt="%.3g", fontsize=8)
+        ax.set_ylim(0, 1.15 * max(max(r[3], r[4]) for r in rows))
         ax.set_xticks(xs), ax.set_xticklabels([r[0] for r in rows])
-        ax.set_ylabel("M"), ax.set_title(f"M of the NNGP kernels, image size {image_size}"), ax.legend()
+        ax.set_ylabel("M"), ax.set_title(f"M of the NNGP kernels, image size {image_size}")
+        legend_outside(ax, where="below", ncol=2)
     return CheckResult(
         name="constants", title="(c) Constants C and M: measured vs Theorem 2",
-        bound="Theorem 2: sqrt(K(x,x)) >= C ||x||_2 and d(x,y) <= M C ||x - y||_2 with M = sqrt(|I0|/|I_Lf|).",
+        bound="Theorem 2: √K(x,x) ≥ C‖x‖₂ and d(x,y) ≤ M C ‖x − y‖₂ with M = √(|I0|/|I_Lf|).",
         measurement=f"gpbound.constants.estimate_constants on the NNGP kernel of each preset: {num_points} "
-                    "inputs with uniform pixels, random and close pairs, then gradient ascent on d(x,y)/||x-y||.",
-        tolerance="measured M <= theorem M up to 1e-9 relative (round-off).",
+                    "inputs with uniform pixels, random and close pairs, then gradient ascent on d(x,y)/‖x − y‖.",
+        tolerance="measured M ≤ theorem M up to 1e-9 relative (round-off).",
         comparisons=comps, preset="theory presets (analytic NNGP kernels)", figures=[fig],
         table={"columns": ["preset", "n", "C measured", "M measured", "M theorem", "ratio"], "rows": rows},
         numbers=meas, details=("Not measured at this image size: " + "; ".join(skipped_presets)) if skipped_presets else
@@ -330,20 +334,19 @@ def check_crossing(ctx: CheckContext, *, radius_fn: Optional[Callable] = None, d
     # a valid test of an upper bound.
     dead = int(np.sum(dist == 0))
     rs = r_cert + [r_cert[-1] * m for m in multiples]
-    labels = [f"r(delta={d:g})" for d in deltas] + [f"{m:g} x r(delta={deltas[-1]:g})" for m in multiples]
+    labels = [f"r(δ={d:g})" for d in deltas] + [f"{m:g} × r(δ={deltas[-1]:g})" for m in multiples]
     rows, comps, freq, lo_l, hi_l, bnd = [], [], [], [], [], []
     for lab, r in zip(labels, rs):
         k = int(np.sum(dist <= r))
         lo, hi = crossing.clopper_pearson(k, K)
         b = min(1.0, float(fp(r, x0n, n, M)))
         freq.append(k / K), lo_l.append(lo), hi_l.append(hi), bnd.append(b)
-        comps.append(Comparison(f"CP lower end <= bound, {lab}" + (" (vacuous: bound = 1)" if b >= 1 else ""),
-                                lo, "<=", b))
+        comps.append(Comparison(f"CP lower end ≤ bound, {lab}", lo, "<=", b, probability=True))
         rows.append([lab, r, b, k, K, k / K, lo, hi])
     for d, lo in zip(deltas, lo_l):  # the measurement against delta itself (Theorem 1's promise)
-        comps.append(Comparison(f"CP lower end of the frequency at r(delta={d:g}) <= delta", lo, "<=", d))
+        comps.append(Comparison(f"CP lower end of the frequency at r(δ={d:g}) ≤ δ", lo, "<=", d, probability=True))
     for d, r in zip(deltas, r_cert):  # the injected/library radius must carry probability <= delta
-        comps.append(Comparison(f"bound at r(delta={d:g}) <= delta", float(fp(r, x0n, n, M)), "<=", d, rtol=1e-9))
+        comps.append(Comparison(f"bound at r(δ={d:g}) ≤ δ", float(fp(r, x0n, n, M)), "<=", d, rtol=1e-9))
     fig = "crossing.png"
     with figure(ctx.figure_path(fig)) as (f, ax):
         ax.errorbar(rs, freq, yerr=[np.subtract(freq, lo_l), np.subtract(hi_l, freq)], fmt="o", capsize=3,
@@ -356,19 +359,21 @@ def check_crossing(ctx: CheckContext, *, radius_fn: Optional[Callable] = None, d
         fin = dist[np.isfinite(dist)]
         if fin.size:
             ax.axvline(float(np.min(fin)), color="r", lw=0.8, label="smallest attack distance")
-        ax.set_xscale("log"), ax.set_xlabel("l1 radius r"), ax.set_ylabel("P(zero within r)")
-        ax.legend(fontsize=8, loc="upper left"), ax.set_title(f"theory resnet, image size {image_size} (n = {n})")
+        ax.set_xscale("log"), ax.set_xlabel(r"$\ell_1$ radius r"), ax.set_ylabel("P(zero within r)")
+        ax.set_title(f"theory resnet, image size {image_size} (n = {n})")
+        log_ticks(ax, "x"), legend_outside(ax, where="below", ncol=2)
     return CheckResult(
         name="crossing", title="(d) Crossing frequency vs the bound as r grows",
-        bound="Default certificate (comparison / Sudakov-Fernique, docs/theory.md section 7) for the l1 ball: "
-              "P(B^1_r(x0) holds a zero) <= (sqrt(2/pi) E||g||_inf + 1)/(||x0||/(M r) - 1); equal to delta at "
-              "r = r(delta). Meaning: with probability >= 1 - delta over the random network, no input within r "
+        bound="Default certificate (comparison / Sudakov–Fernique, docs/theory.md section 7) for the ℓ1 ball: "
+              "P(B₁(x0, r) holds a zero) ≤ (√(2/π) E‖g‖∞ + 1)/(‖x0‖₂/(M r) − 1); equal to δ at "
+              "r = r(δ). Meaning: with probability ≥ 1−δ over the random network, no input within r "
               "of x0 changes the label.",
         measurement=f"the l1 distances of the tightness check's theory-resnet cell: {K} random networks of the preset "
-                    f"(hidden width {width}), verified minimal l1 distance from x0 (uniform pixels, n = {n}) by "
-                    "attack; frequency of distance <= r.",
-        tolerance="PASS if the 95% Clopper-Pearson lower end of the frequency is <= the bound at every r "
-                  "(attack distances over-estimate the true ones, so the frequency is a lower estimate).",
+                    f"(hidden width {width}), verified minimal ℓ1 distance from x0 (uniform pixels, n = {n}) by "
+                    "attack; frequency of distance ≤ r.",
+        tolerance="PASS if the 95% Clopper–Pearson lower end of the frequency is ≤ the bound at every r "
+                  "(attack distances over-estimate the true ones, so the frequency is a lower estimate); where the "
+                  "bound is ≥ 1 the comparison is vacuous (shown as such).",
         comparisons=comps, preset=f"theory preset 'resnet', image size {image_size}", figures=[fig],
         table={"columns": ["radius", "r", "bound", "crossings", "networks", "frequency", "CP low", "CP high"],
                "rows": rows},
@@ -376,7 +381,7 @@ def check_crossing(ctx: CheckContext, *, radius_fn: Optional[Callable] = None, d
                  "cp_high": hi_l, "distances": dist, "n": n, "M": M, "x0_norm": x0n, "image_size": image_size},
         details=(f"{dead} network(s) with f(x0) = 0 exactly (x0 is a zero: counted as crossing at every r). "
                  if dead else "") +
-                f"Median attack distance {float(np.median(dist)):.4g} vs r(delta=0.9) = {r_cert[-1]:.4g} "
+                f"Median attack distance {float(np.median(dist)):.4g} vs r(δ=0.9) = {r_cert[-1]:.4g} "
                 f"(ratio {float(np.median(dist)) / r_cert[-1]:.3g}).")
 
 
@@ -477,8 +482,7 @@ def check_fig3(ctx: CheckContext, *, failure_probability: Optional[Callable] = N
         k = int(np.sum(d <= r))
         lo, _ = _clopper_pearson(k, K)
         bnd = min(1.0, float(fp(float(r), x0n, n, M)))
-        comps.append(Comparison(f"P(dist <= {r:.4g}) CP low <= bound" + (" (vacuous: bound = 1)" if bnd >= 1 else ""),
-                                lo, "<=", bnd))
+        comps.append(Comparison(f"P(dist ≤ {r:.4g}) CP low ≤ bound", lo, "<=", bnd, probability=True))
         rows.append([float(r), k / K, lo, bnd])
     if not comps:
         comps.append(Comparison("networks with a verified crossing (none found)", 0.0, "<=", 1.0))
@@ -488,22 +492,23 @@ def check_fig3(ctx: CheckContext, *, failure_probability: Optional[Callable] = N
     meas = float(c.get("slope", float("nan")))
     return CheckResult(
         name="fig3", title="(f) Fig. 3: distances by percentile, with the bound's slope",
-        bound="Default certificate (comparison, l1 ball): P(distance <= r) <= (sqrt(2/pi) E||g||_inf + 1)/"
-              "(||x0||/(M r) - 1), linear in r for small r (Corollary 1).",
-        measurement=f"verified minimal l1 distances (attacks) from one x0 of {K} random theory-resnet networks, "
+        bound="Default certificate (comparison, ℓ1 ball): P(distance ≤ r) ≤ (√(2/π) E‖g‖∞ + 1)/"
+              "(‖x0‖₂/(M r) − 1), linear in r for small r (Corollary 1).",
+        measurement=f"verified minimal ℓ1 distances (attacks) from one x0 of {K} random theory-resnet networks, "
                     f"n = {n}; an attack distance over-estimates the true one, so its empirical CDF is a lower "
-                    "estimate of P(distance <= r).",
-        tolerance="95% Clopper-Pearson lower end of the empirical CDF <= the bound at every measured distance.",
+                    "estimate of P(distance ≤ r).",
+        tolerance="95% Clopper–Pearson lower end of the empirical CDF ≤ the bound at every measured distance "
+                  "(vacuous where the bound is ≥ 1).",
         comparisons=comps, preset=f"theory preset 'resnet' (width {width}); faithful curve for comparison",
         figures=[fig],
         table={"columns": ["r", "empirical CDF", "CP low", "bound"], "rows": rows[:20]},
         numbers={"curves": curves, "n": n, "M": M, "x0_norm": x0n, "certified_radius_delta_0.5": r_cert,
                  "min_distance": dmin, "bound_slopes": slopes, "measured_slope": meas},
-        details=f"Slopes of P(distance <= r) in percent per unit l1 distance: measured (linear fit over the lowest "
-                f"25 %) {meas:.4g} (R^2 = {c.get('r2', float('nan')):.3f}); comparison bound at r -> 0 "
+        details=f"Slopes of P(distance ≤ r) in percent per unit ℓ1 distance: measured (linear fit over the lowest "
+                f"25 %) {meas:.4g} (R² = {c.get('r2', float('nan')):.3f}); comparison bound at r → 0 "
                 f"{slopes['comparison bound (slope at r -> 0)']:.4g}; instance bound "
                 f"{slopes['instance bound (slope at r -> 0)']:.4g}. The smallest distance found ({dmin:.4g}) is "
-                f"{dmin / r_cert:.3g} times the certified radius r(delta = 0.5) = {r_cert:.4g}.")
+                f"{dmin / r_cert:.3g} times the certified radius r(δ = 0.5) = {r_cert:.4g}.")
 
 
 def check_fig4(ctx: CheckContext, *, max_log10_ratio: float = 1.0) -> CheckResult:
@@ -531,17 +536,17 @@ def check_fig4(ctx: CheckContext, *, max_log10_ratio: float = 1.0) -> CheckResul
     mt, mr = (float(np.median(pooled[k][np.isfinite(pooled[k])])) for k in ("trained", "random"))
     ratio = math.log10(mt / mr) if mt > 0 and mr > 0 else float("nan")
     rows.append(["all (pooled)", mt, mr, ratio])
-    comps.append(Comparison("|log10(median trained / median random)|, l1, all inputs pooled", abs(ratio), "<=",
+    comps.append(Comparison("|log₁₀(median trained / median random)|, ℓ1, all inputs pooled", abs(ratio), "<=",
                             max_log10_ratio))
     return CheckResult(
         name="fig4", title="(g) Fig. 4: trained vs random networks (digits even/odd)",
-        bound="Observation of section 4 (not a theorem): on MNIST, median l1 distances of trained networks are "
+        bound="Observation of section 4 (not a theorem): on MNIST, median ℓ1 distances of trained networks are "
               "close to those of random networks (within half an order of magnitude on CIFAR).",
         measurement=f"gpbound.experiments.run_trained_vs_random on the bundled 8x8 digits; train accuracy "
                     f"{np.round(res['train_accuracy'], 3).tolist()}, test {np.round(res['test_accuracy'], 3).tolist()}.",
-        tolerance=f"|log10(median trained / median random)| <= {max_log10_ratio} (one order of magnitude).",
+        tolerance=f"|log₁₀(median trained / median random)| ≤ {max_log10_ratio} (one order of magnitude).",
         comparisons=comps, preset=str(res["preset"].get("preset")) + " preset (narrow)", figures=[fig],
-        table={"columns": ["inputs", "median trained", "median random", "log10 ratio"], "rows": rows},
+        table={"columns": ["inputs", "median trained", "median random", "log₁₀ ratio"], "rows": rows},
         numbers={"summary": res["summary"], "train_accuracy": res["train_accuracy"],
                  "test_accuracy": res["test_accuracy"]})
 
@@ -579,21 +584,21 @@ def check_corollary1(ctx: CheckContext, *, corollary1: Optional[Callable] = None
                 # the certified radius uses an upper bound of the width: never above the exact-width radius,
                 # and within the stated width error (1e-4 absolute for l1, round-off otherwise)
                 exact = x0n / M * d / (math.sqrt(2 / math.pi) * e + sb * (1 + d))
-                comps.append(Comparison(f"comparison {label} radius <= its exact-width value, s={s}, delta={d}",
+                comps.append(Comparison(f"comparison {label} radius ≤ its exact-width value, s={s}, δ={d}",
                                         got, "<=", exact, rtol=1e-12))
-                comps.append(Comparison(f"comparison {label} radius = closed form (rel. 1e-4), s={s}, delta={d}",
+                comps.append(Comparison(f"comparison {label} radius = closed form (rel. 1e-4), s={s}, δ={d}",
                                         got, "==", exact, rtol=1e-4))
             l1_paper = float(radii.l1_ball_radius(x0n, d, n, M, entropy="paper"))
             a_oracle = entropy_integral_oracle(n)
-            comps.append(Comparison(f"entropy value = quadrature oracle (rel. 1e-4), s={s}, delta={d}",
+            comps.append(Comparison(f"entropy value = quadrature oracle (rel. 1e-4), s={s}, δ={d}",
                                     float(res.entropy_value), "==", a_oracle, rtol=1e-4))
-            comps.append(Comparison(f"l1 radius = eq. (40) with the oracle integral, s={s}, delta={d}", l1, "==",
+            comps.append(Comparison(f"ℓ1 radius = eq. (40) with the oracle integral, s={s}, δ={d}", l1, "==",
                                     eq40_radius(x0n, d, M, a_oracle), rtol=1e-4))
-            comps.append(Comparison(f"M = sqrt(|I0|/|I_Lf|), s={s}", float(res.M), "==",
+            comps.append(Comparison(f"M = √(|I0|/|I_Lf|), s={s}", float(res.M), "==",
                                     math.sqrt(arch.input_pixels / arch.flatten_pixels), rtol=1e-12))
-            comps.append(Comparison(f"segment radius = derived Theorem 1 II form, s={s}, delta={d}", seg, "==",
+            comps.append(Comparison(f"segment radius = derived Theorem 1 II form, s={s}, δ={d}", seg, "==",
                                     segment_derived_radius(x0n, d, M), rtol=1e-9))
-            comps.append(Comparison(f"printed eq. (18) radius, s={s}, delta={d}", float(res.segment_eq12), "==",
+            comps.append(Comparison(f"printed eq. (18) radius, s={s}, δ={d}", float(res.segment_eq12), "==",
                                     eq18_radius(x0n, d, M), rtol=1e-9))
             rows.append([s, n, M, d, cl1, cl2, clinf, cseg, l1, l1_paper, eq16_radius(x0n, d, n, M), seg,
                          eq18_radius(x0n, d, M)])
@@ -602,32 +607,38 @@ def check_corollary1(ctx: CheckContext, *, corollary1: Optional[Callable] = None
                                                                                     "linf": clinf, "segment": cseg}})
     fig = "corollary1.png"
     with figure(ctx.figure_path(fig)) as (f, ax):
-        for s in image_sizes:
+        # one colour per image size, one line style + marker per radius: the segment curves of the two
+        # methods nearly coincide (they differ by the 1/pi vs 2/pi term), so they must differ in style
+        styles = {"l1 comparison": ("-", "o", "full"), "segment comparison": ("-", "s", "none"),
+                  "l1 Dudley": ("--", "^", "full"), "segment Dudley (derived)": (":", "D", "none")}
+        for j, s in enumerate(image_sizes):
             pts = [t for t in table_nums if t["image_size"] == s]
-            ax.plot([t["delta"] for t in pts], [t["comparison"]["l1"] / t["x0_norm"] for t in pts], "o-",
-                    label=f"l1 comparison, s={s}")
-            ax.plot([t["delta"] for t in pts], [t["comparison"]["segment"] / t["x0_norm"] for t in pts], "s-",
-                    label=f"segment comparison, s={s}")
-            ax.plot([t["delta"] for t in pts], [t["l1"] / t["x0_norm"] for t in pts], "o:", label=f"l1 Dudley, s={s}")
-            ax.plot([t["delta"] for t in pts], [t["segment"] / t["x0_norm"] for t in pts], "s:", mfc="none",
-                    label=f"segment Dudley (derived), s={s}")
-        ax.set_xscale("log"), ax.set_yscale("log"), ax.set_xlabel("delta"), ax.set_ylabel("r / ||x0||_2")
-        ax.legend(fontsize=7), ax.set_title("Corollary 1 radii, resnet preset")
+            dl = [t["delta"] for t in pts]
+            ys = {"l1 comparison": [t["comparison"]["l1"] / t["x0_norm"] for t in pts],
+                  "segment comparison": [t["comparison"]["segment"] / t["x0_norm"] for t in pts],
+                  "l1 Dudley": [t["l1"] / t["x0_norm"] for t in pts],
+                  "segment Dudley (derived)": [t["segment"] / t["x0_norm"] for t in pts]}
+            for name, (ls, mk, fill) in styles.items():
+                ax.plot(dl, ys[name], linestyle=ls, marker=mk, fillstyle=fill, color=f"C{j}", ms=5,
+                        label=f"{name.replace('l1', 'ℓ1')}, s={s} (n={pts[0]['n']})")
+        ax.set_xscale("log"), ax.set_yscale("log"), ax.set_xlabel("δ"), ax.set_ylabel("r / ‖x0‖₂")
+        ax.set_title("Corollary 1 radii, resnet preset"), log_ticks(ax, "x")
+        legend_outside(ax, where="right")
     return CheckResult(
         name="corollary1", title="(h) Corollary 1 radius table (resnet preset)",
-        bound="Corollary 1 with Theorem 2's M = sqrt(|I0|/|I_Lf|). Default (comparison, docs/theory.md section 7): "
-              "r = ||x0|| delta / (M (sqrt(2/pi) e_U + s_U (1 + delta))) for the l1/l2/linf balls and the segment. "
-              "Dudley (the paper's): r_1 = ||x0|| delta / (M (16 a/sqrt(pi) + 1 + delta)) (eq. 39-40, a = certified "
-              "entropy integral); segment pi ||x0|| delta / (M (pi + 2 + pi delta)) (Theorem 1 II as re-derived; the "
-              "printed eq. 18 is pi ||x0|| delta/(2M + pi)).",
+        bound="Corollary 1 with Theorem 2's M = √(|I0|/|I_Lf|). Default (comparison, docs/theory.md section 7): "
+              "r = ‖x0‖₂ δ / (M (√(2/π) e_U + s_U (1 + δ))) for the ℓ1/ℓ2/ℓ∞ balls and the segment. "
+              "Dudley (the paper's): r₁ = ‖x0‖₂ δ / (M (16a/√π + 1 + δ)) (eq. 39–40, a = certified "
+              "entropy integral); segment π‖x0‖₂ δ / (M (π + 2 + πδ)) (Theorem 1 II as re-derived; the "
+              "printed eq. 18 is π‖x0‖₂ δ / (2M + π)).",
         measurement="gpbound.radii.corollary1 at x0 with uniform [0, 1] pixels, against the closed forms "
                     "recomputed here from the numeric entropy integral.",
         tolerance="1e-9 relative for closed forms (round-off); 1e-4 relative where the independent quadrature of "
-                  "the entropy integral or of E||g||_inf enters; a comparison radius may never exceed its exact-width "
+                  "the entropy integral or of E‖g‖∞ enters; a comparison radius may never exceed its exact-width "
                   "value (1e-12 relative).",
         comparisons=comps, preset="theory preset 'resnet'", figures=[fig],
-        table={"columns": ["s", "n", "M", "delta", "l1 comparison", "l2 comparison", "linf comparison",
-                           "segment comparison", "l1 Dudley", "l1 Dudley (a_n)", "eq. 16 printed", "segment Dudley",
+        table={"columns": ["s", "n", "M", "δ", "ℓ1 comparison", "ℓ2 comparison", "ℓ∞ comparison",
+                           "segment comparison", "ℓ1 Dudley", "ℓ1 Dudley (aₙ)", "eq. 16 printed", "segment Dudley",
                            "eq. 18 printed"],
                "rows": rows},
         numbers={"rows": table_nums})
@@ -639,8 +650,8 @@ DEFAULT_CHECKS: List[Check] = [
     Check("constants", check_constants, requires=("gpbound.constants", "gpbound.kernels.presets"),
           title="(c) Constants C and M"),
     Check("crossing", check_crossing, requires=("gpbound.radii", "gpbound.crossing", "gpbound.kernels.presets"),
-          title="(d) Crossing frequency vs delta"),
-    Check("fig1", check_fig1, requires=("gpbound.experiments.figures", "gpbound.kernels.presets"),
+          title="(d) Crossing frequency vs δ"),
+    Check("fig1", _fig1_check.check_fig1, requires=("gpbound.experiments.figures", "gpbound.report.fig1_check"),
           title="(e) Fig. 1: distances vs n"),
     Check("fig3", check_fig3, requires=("gpbound.experiments.figures", "gpbound.radii", "gpbound.crossing"),
           title="(f) Fig. 3: percentiles"),

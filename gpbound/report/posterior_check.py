@@ -23,7 +23,7 @@ from typing import Dict, Optional, Sequence
 import numpy as np
 
 from .checks import CheckContext, CheckResult, Comparison
-from .plots import figure
+from .plots import figure, legend_inside
 
 __all__ = ["check_posterior", "digits_split", "build_exact_gp", "train_exact_gp", "certified_accuracy",
            "plot_certified_accuracy", "KERNEL_CHOICES", "GUARANTEE_TEXT"]
@@ -154,8 +154,9 @@ def plot_certified_accuracy(path, curves: Dict[str, tuple], p_label: str = "l2",
             key = label.split(" ")[0]  # one colour per kernel: "<kernel> mean", "<kernel> Bayes ..."
             colors.setdefault(key, f"C{len(colors)}")
             ax.plot(eps, acc, "--" if "Bayes" in label else "-", color=colors[key], label=label)
-        ax.set_xlabel(f"{p_label} radius eps"), ax.set_ylabel("certified accuracy")
-        ax.set_ylim(0, 1.02), ax.legend(fontsize=7), ax.set_title(title or "certified accuracy (correct and certified)")
+        ax.set_xlabel(f"{p_label} radius ε"), ax.set_ylabel("certified accuracy")
+        ax.set_ylim(0, 1.02), ax.set_title(title or "certified accuracy (correct and certified)")
+        legend_inside(ax)
 
 
 def check_posterior(ctx: CheckContext, *, certify=None, kernels: Optional[Sequence[str]] = None,
@@ -222,17 +223,17 @@ def check_posterior(ctx: CheckContext, *, certify=None, kernels: Optional[Sequen
     wall = time.perf_counter() - t0
     numbers["wall_s"] = wall
     return CheckResult(
-        name="posterior", title="Certified radii of trained GP classifiers vs attacks (digits even/odd)",
-        bound="docs/theory.md §9: sign m is constant on the l2 ball of radius |m(x0)| / (||m - c||_H L) "
-              "(L the feature-map Lipschitz constant); the Bayes radius holds with probability >= 1 - delta "
-              "(Sudakov-Fernique + Borell-TIS).",
+        name="posterior", title="(j) Certified radii of trained GP classifiers vs attacks (digits even/odd)",
+        bound="docs/theory.md §9: sign m is constant on the ℓ2 ball of radius |m(x0)| / (‖m − c‖_H L) "
+              "(L the feature-map Lipschitz constant); the Bayes radius holds with probability ≥ 1−δ "
+              "(Sudakov–Fernique + Borell–TIS).",
         measurement=f"ExactGPs trained by marginal likelihood (Adam) on {n_train} digits, certified on {n_test} "
-                    f"test digits; minimal-norm l2 attacks (gpbound.attacks.minimal_distance) on the posterior mean "
+                    f"test digits; minimal-norm ℓ2 attacks (gpbound.attacks.minimal_distance) on the posterior mean "
                     f"at the first {n_attack} test points (linearisation + DDN, verified flips).",
-        tolerance="none: every verified attack distance must be >= the certified mean radius (ratio >= 1).",
+        tolerance="none: every verified attack distance must be ≥ the certified mean radius (ratio ≥ 1).",
         comparisons=comps, preset="digits 8x8, NNGP dense / conv and RBF kernels", figures=[fig],
-        table={"columns": ["kernel", "test accuracy", "L", "||m-c||_H", "median mean radius",
-                           f"median Bayes radius (delta={delta})", "median attack/certificate",
+        table={"columns": ["kernel", "test accuracy", "L", "‖m − c‖_H", "median mean radius",
+                           f"median Bayes radius (δ={delta})", "median attack/certificate",
                            "min attack/certificate"], "rows": rows},
         numbers=numbers,
         details=f"{GUARANTEE_TEXT} Median attack distance / certified mean radius: "

@@ -22,7 +22,7 @@ from typing import Callable, Dict, Optional
 import numpy as np
 
 from .checks import CheckContext, CheckResult, Comparison
-from .plots import figure
+from .plots import figure, legend_outside
 
 __all__ = ["check_tightness", "tightness_distances", "NORMS"]
 
@@ -124,7 +124,7 @@ def check_tightness(ctx: CheckContext, *, proved_bound: Optional[Callable] = Non
         lo, _ = clopper_pearson(k, np.full_like(k, K), level=level)
         bnd = np.array([bound(float(r)) for r in grid])
         worst = int(np.argmax(lo - bnd))
-        comps.append(Comparison(f"{label}, n = {n}, {norm}: max over r of (CP low - proved bound)",
+        comps.append(Comparison(f"{label}, n = {n}, {norm}: max over r of (CP low − proved bound)",
                                 float(lo[worst] - bnd[worst]), "<=", 0.0))
         over = np.flatnonzero(k / K > bnd)
         if over.size:  # point estimate above the bound (within the confidence band, or it would FAIL below)
@@ -152,7 +152,7 @@ def check_tightness(ctx: CheckContext, *, proved_bound: Optional[Callable] = Non
     for label, preset, sizes, width, kw in _setups(ctx):
         fig = f"tightness_{preset}.png"
         figs.append(fig)
-        with figure(ctx.figure_path(fig), ncols=3, figsize=(15, 4.4)) as (f, axes):
+        with figure(ctx.figure_path(fig), ncols=3, figsize=(15, 4.2)) as (f, axes):
             for ax, norm in zip(axes, NORMS):
                 mine = [c for c in cells if c[0] == label and c[4] == norm]
                 for j, (_, _, s, _, _, p, m, d, curves, cert, facts, cert_r, fin, grid) in enumerate(mine):
@@ -172,9 +172,10 @@ def check_tightness(ctx: CheckContext, *, proved_bound: Optional[Callable] = Non
                             label="Dudley bound (paper)" if j == 0 else None)
                 K = mine[0][6]["K"] if mine else 1
                 ax.set_xscale("log"), ax.set_yscale("log"), ax.set_ylim(0.5 / K, 1.05)
-                ax.set_xlabel(f"{norm} radius r"), ax.set_ylabel("P(distance <= r)")
-                ax.set_title(f"{label} (width {width}): {norm}", fontsize=10)
-                ax.legend(fontsize=8, loc="lower right", framealpha=0.9)
+                sym = {"l1": r"$\ell_1$", "l2": r"$\ell_2$", "linf": r"$\ell_\infty$"}[norm]
+                ax.set_xlabel(f"{sym} radius r"), ax.set_ylabel("P(distance ≤ r)")
+                ax.set_title(f"{label} (width {width}): {sym}")
+                legend_outside(ax, where="below", ncol=2)
     ratios = {}
     for row in ratio_rows:
         r = ratios.setdefault(row[0], {}).setdefault(row[2], {"comparison": [], "instance": [], "dudley": []})
@@ -184,23 +185,23 @@ def check_tightness(ctx: CheckContext, *, proved_bound: Optional[Callable] = Non
         lo, hi = min(v), max(v)
         return f"{lo:.2g}x" if f"{lo:.2g}" == f"{hi:.2g}" else f"{lo:.2g}-{hi:.2g}x"
 
-    sentence = ("Tightness, median measured distance over the certified radius at delta = 0.5 (over n): " + "; ".join(
+    sentence = ("Tightness, median measured distance over the certified radius at δ = 0.5 (over n): " + "; ".join(
         f"{fam}: " + ", ".join(f"{norm} {span(r['instance'])} (comparison {span(r['comparison'])}, Dudley "
                                f"{span(r['dudley'])})" for norm, r in by_norm.items())
         for fam, by_norm in ratios.items()) + ".")
     K = numbers[0]["networks"] if numbers else 0
     return CheckResult(
-        name="tightness", title="(i) Tightness of the certificates: P(distance <= r) vs the bounds",
-        bound="Comparison (Sudakov-Fernique) bound p_r <= (sqrt(2/pi) e_U + s_U)/(||x0||/(M r) - s_U) and its "
-              "instance form with sqrt K(x0,x0) and the layer-wise Lipschitz constant L in place of ||x0||/M "
+        name="tightness", title="(i) Tightness of the certificates: P(distance ≤ r) vs the bounds",
+        bound="Comparison (Sudakov–Fernique) bound p_r ≤ (√(2/π) e_U + s_U)/(‖x0‖₂/(M r) − s_U) and its "
+              "instance form with √K(x0,x0) and the layer-wise Lipschitz constant L in place of ‖x0‖₂/M "
               "(docs/theory.md section 7); the Dudley bound (eq. 39, Remark 5) drawn for comparison.",
         measurement=f"gpbound.crossing.network_distances: {K} random networks per size (hidden width stated per "
-                    "family), one x0 with uniform [0, 1] pixels per size, verified minimal l1/l2/linf distances "
+                    "family), one x0 with uniform [0, 1] pixels per size, verified minimal ℓ1/ℓ2/ℓ∞ distances "
                     "(unboxed; linearisation + FMN attacks, DDN for l2); empirical CDF of the distances.",
-        tolerance=f"PASS iff the one-sided Clopper-Pearson lower end of the empirical P(distance <= r), at level "
-                  f"1 - {alpha:.2g} (family-wise 5 % over the {n_tests} tested radii of all cells, Bonferroni), is <= "
+        tolerance=f"PASS iff the one-sided Clopper–Pearson lower end of the empirical P(distance ≤ r), at level "
+                  f"1 − {alpha:.2g} (family-wise 5 % over the {n_tests} tested radii of all cells, Bonferroni), is ≤ "
                   "min(comparison, instance) bound at every r of the grid (every measured distance and the certified "
-                  "radii at delta = 0.01, 0.1, 0.5, 0.9). Nothing else is added: attack distances over-estimate, so "
+                  "radii at δ = 0.01, 0.1, 0.5, 0.9). Nothing else is added: attack distances over-estimate, so "
                   "the measured frequency is a lower estimate. Networks with f(x0) = 0 (x0 on their boundary: a "
                   "finite-width event of probability 0 for the GP) count as crossings at every r.",
         comparisons=comps, preset="theory preset 'resnet' (M = 4) and 'dense' (M = 1)", figures=figs,
