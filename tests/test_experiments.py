@@ -9,7 +9,7 @@ import torch
 from gpbound.experiments.fit import bootstrap_slope, loglog_slope, percentile_curve
 from gpbound.experiments.figures import (NORMS, percentile_curves, plot_distances_vs_n, plot_percentiles,
                                          plot_trained_vs_random, run_distance_sweep, run_trained_vs_random)
-from gpbound.experiments.networks import FaithfulResNet, make_network, preset_info
+from gpbound.experiments.networks import make_network, preset_info
 
 
 # ------------------------------------------------------------------ stand-in attack (tests only)
@@ -92,10 +92,6 @@ def _np_keras_resnet_v1(x, weights, widths, bps, logits):
 
 
 def _weights_and_biases(net):
-    if isinstance(net, FaithfulResNet):  # the former builder: its head parameters are registered first
-        mods = [net.stem] + [m for b in net.blocks for m in (b.conv1, b.conv2, b.shortcut) if m is not None]
-        return ([m.weight.detach().numpy() for m in mods] + [net.head_weight.detach().numpy()],
-                [m.bias.detach() for m in mods] + [net.head_bias.detach()])
     named = list(net.named_parameters())
     return ([p.detach().numpy() for n, p in named if n.endswith("weight")],
             [p.detach() for n, p in named if n.endswith("bias")])
@@ -116,39 +112,31 @@ def test_faithful_equals_independent_keras_reference(size, widths, bps, logits):
     assert np.abs(got - want).max() <= 1e-12 * np.abs(want).max()
 
 
-def test_faithful_layer_description_equals_faithful_resnet():
-    """The layer description (kernels.presets "faithful", built by Architecture.network) and the former
-    torch builder FaithfulResNet draw the same weights from the same seed: equal parameters and outputs."""
+def test_faithful_structure_and_init():
+    from gpbound.kernels import Conv, Residual
     from gpbound.kernels.presets import get_preset
 
-    for size, widths, bps, logits in [(7, (3, 5, 6), 2, 2), (8, (4, 8, 16), 1, 1)]:
-        old = FaithfulResNet(size, 3, widths, bps, logits, seed=11)
-        arch = get_preset("faithful", image_size=size, widths=widths, blocks_per_stack=bps, logits=logits)
-        net = arch.network(seed=11)
-        po, pn = _weights_and_biases(old)[0], _weights_and_biases(net)[0]
-        assert len(po) == len(pn) and all(np.array_equal(a, b) for a, b in zip(po, pn))
-        x = torch.rand(4, arch.n, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
-        z = net(x)
-        torch.testing.assert_close(z[:, 0] if logits == 1 else z[:, 1] - z[:, 0], old(x), rtol=1e-12, atol=0.0)
-
-
-def test_faithful_structure_and_init():
-    net = FaithfulResNet(32, widths=(32, 64, 128), seed=0)
-    assert net.n == 3072 and net.final_pixels == 64            # |I0| / |I_Lf| = 16, M = 4
-    assert len(net.blocks) == 9
-    w = net.blocks[-1].conv2.weight                            # fan_in = 128 * 9
+    arch = get_preset("faithful", image_size=32, widths=(32, 64, 128))
+    assert arch.n == 3072 and arch.flatten_pixels == 64 and not arch.has_kernel   # |I0| / |I_Lf| = 16
+    blocks = [l for l in arch.layer.layers if isinstance(l, Residual)]
+    assert len(blocks) == 9 and all(b.post_activation for b in blocks)
+    sc = blocks[3].shortcut
+    assert isinstance(sc, Conv) and sc.patch == 1 and sc.stride == 2 and sc.padding == "same"
+    assert blocks[1].shortcut is None
+    net = make_network("faithful", 32, seed=0, widths=(32, 64, 128))
+    weights, biases = _weights_and_biases(net)
+    assert len(weights) == 1 + 9 * 2 + 2 + 1
+    w = weights[-2]                                            # last block's second conv: fan_in = 128 * 9
     # He-normal: var 2/fan_in; N = 147456 entries, rel. SE of the variance sqrt(2/N) = 0.37 %; 2 % tol.
-    assert abs(w.var().item() / (2 / (128 * 9)) - 1) < 0.02
-    assert abs(w.mean().item()) < 5 * math.sqrt(2 / 1152 / w.numel())
-    assert all(float(b.detach().abs().max()) == 0 for name, b in net.named_parameters() if "bias" in name)
-    sc = net.blocks[3].shortcut
-    assert sc is not None and sc.kernel == 1 and sc.stride == 2
-    assert net.blocks[1].shortcut is None
+    assert w.shape == (128, 128, 3, 3)
+    assert abs(w.var() / (2 / (128 * 9)) - 1) < 0.02
+    assert abs(w.mean()) < 5 * math.sqrt(2 / 1152 / w.size)
+    assert all(float(b.abs().max()) == 0 for b in biases)
 
 
 def test_faithful_properties():
     net = make_network("faithful", 7, seed=3, widths=4, blocks_per_stack=2)   # odd size: ceil halving
-    assert net.final_pixels == 4
+    assert preset_info("faithful", 7)["final_pixels"] == 4
     x = torch.rand(5, 3 * 49, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     y = net(x)
     assert y.shape == (5,) and y.dtype == torch.float64
@@ -158,8 +146,8 @@ def test_faithful_properties():
     # rows independent
     torch.testing.assert_close(net(x[2:3]), y[2:3], rtol=1e-12, atol=1e-12)
     net2 = make_network("faithful", 7, seed=3, widths=4, blocks_per_stack=2, logits=2)
-    z = torch.nn.functional.linear(
-        net2.blocks(torch.relu(net2.stem(x.reshape(5, 3, 7, 7)))).flatten(1), net2.head_weight, net2.head_bias)
+    z = net2.net(x)                                            # the two logits of the Architecture network
+    assert z.shape == (5, 2)
     torch.testing.assert_close(net2(x), z[:, 1] - z[:, 0])
     with pytest.raises(ValueError, match="preset"):
         make_network("nope", 8)

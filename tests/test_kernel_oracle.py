@@ -33,7 +33,8 @@ import numpy as np
 import pytest
 import torch
 
-from gpbound.kernels import AvgPool, Architecture, Conv, Dense, Flatten, NNGPKernel, ReLU, Residual, serial
+from gpbound.kernels import (AvgPool, Architecture, Conv, Dense, Flatten, GlobalAvgPool, NNGPKernel, ReLU, Residual,
+                             serial)
 
 DT = torch.float64
 N_ARCH = 64
@@ -72,6 +73,30 @@ def _pool_matrix(grid, block):
     return A, new
 
 
+def _own(value, default):
+    return default if value is None else value
+
+
+def _conv_selections(grid, patch, stride, padding):
+    """0/1 matrices ``S_k`` (Q, P), one per patch offset ``k``: output pixel ``i`` reads input pixel
+    ``stride i - lo + k`` (TensorFlow 'same': out = ceil(g / s), lo = max((out-1) s + p - g, 0) // 2),
+    modulo the grid ("circular") or not at all when outside it ("same": zero padding)."""
+    out = tuple(-(-g // s) for g, s in zip(grid, stride))
+    lo = [max((o - 1) * s + p - g, 0) // 2 for g, p, s, o in zip(grid, patch, stride, out)]
+    mats = []
+    for k in itertools.product(*[range(p) for p in patch]):
+        S = np.zeros((math.prod(out), math.prod(grid)))
+        for q, i in enumerate(itertools.product(*[range(o) for o in out])):
+            src = [s * i_ + k_ - l for s, i_, k_, l in zip(stride, i, k, lo)]
+            if padding == "circular":
+                src = [v % g for v, g in zip(src, grid)]
+            elif any(v < 0 or v >= g for v, g in zip(src, grid)):
+                continue
+            S[q, np.ravel_multi_index(src, grid)] = 1.0
+        mats.append(S)
+    return mats, out
+
+
 def oracle_apply(desc, G, grid, sw2, sb2):
     """Apply the layer description ``desc`` to the joint covariance ``G`` (N, P, N, P) on ``grid``."""
     for layer in desc:
@@ -93,13 +118,30 @@ def oracle_apply(desc, G, grid, sw2, sb2):
         elif kind == "pool":
             A, grid = _pool_matrix(grid, layer[1])
             G = np.einsum("ap,ipjq,bq->iajb", A, G, A)
-        elif kind == "flatten":
-            P = G.shape[1]
-            G = (sb2 + sw2 / P * np.einsum("iaja->ij", G))[:, None, :, None]
+        elif kind == "xconv":  # ("xconv", ch, patch, stride, padding, own sw2 or None, own sb2 or None)
+            mats, new = _conv_selections(grid, layer[2], layer[3], layer[4])
+            w, b = _own(layer[5], sw2), _own(layer[6], sb2)
+            G = b + w / math.prod(layer[2]) * sum(np.einsum("ap,ipjq,bq->iajb", S, G, S) for S in mats)
+            grid = new
+        elif kind == "gap":  # global average pool: mean over all pixel pairs, a flat field
+            G = np.einsum("iajb->ij", G)[:, None, :, None] / G.shape[1] ** 2
             grid = ()
-        elif kind == "dense":
+        elif kind == "res2":  # ("res2", block, shortcut or None, post_activation)
+            skip = G if layer[2] is None else oracle_apply(layer[2], G, grid, sw2, sb2)[0]
+            inner, grid_b = oracle_apply(layer[1], G, grid, sw2, sb2)
+            G = skip + inner
+            grid = grid_b
+            if layer[3]:
+                G = oracle_apply([("relu",)], G, grid, sw2, sb2)[0]
+        elif kind == "flatten":  # ("flatten", width[, own sw2, own sb2])
+            P = G.shape[1]
+            w, b = (_own(layer[2], sw2), _own(layer[3], sb2)) if len(layer) > 2 else (sw2, sb2)
+            G = (b + w / P * np.einsum("iaja->ij", G))[:, None, :, None]
+            grid = ()
+        elif kind == "dense":  # ("dense", width[, own sw2, own sb2])
             assert G.shape[1] == 1
-            G = sb2 + sw2 * G
+            w, b = (_own(layer[2], sw2), _own(layer[3], sb2)) if len(layer) > 2 else (sw2, sb2)
+            G = b + w * G
             grid = ()
         else:  # pragma: no cover
             raise AssertionError(kind)
@@ -124,6 +166,17 @@ def to_layers(desc):
         kind = layer[0]
         if kind == "conv":
             out.append(Conv(layer[1], layer[2]))
+        elif kind == "xconv":
+            out.append(Conv(layer[1], layer[2], stride=layer[3], padding=layer[4], sigma_w2=layer[5],
+                            sigma_b2=layer[6]))
+        elif kind == "gap":
+            out.append(GlobalAvgPool())
+        elif kind == "res2":
+            out.append(Residual(serial(*to_layers(layer[1])),
+                                shortcut=None if layer[2] is None else serial(*to_layers(layer[2])),
+                                post_activation=layer[3]))
+        elif kind in ("flatten", "dense") and len(layer) > 2:
+            out.append((Flatten if kind == "flatten" else Dense)(layer[1], sigma_w2=layer[2], sigma_b2=layer[3]))
         elif kind == "relu":
             out.append(ReLU())
         elif kind == "res":
@@ -271,6 +324,76 @@ def test_kernel_equals_numpy_oracle(seed):
     _close(k(tX).to_dense(), Kxx, f"{desc}: NNGPKernel(X)")
 
 
+# ---------------------------------------------------------------------------- strides, zero padding, new layers
+def _xc(ch, patch, stride=1, padding="same", w=None, b=None):
+    d = len(patch)
+    return ("xconv", ch, patch, stride if isinstance(stride, tuple) else (stride,) * d, padding, w, b)
+
+
+#: name -> (desc, input_shape); every case has an analytic kernel
+EXTRA_CASES = {
+    "same_stride2_odd": ([_xc(3, (3, 3), 2), ("relu",), ("flatten", 2)], (2, 5, 5)),
+    "same_mixed_stride": ([_xc(2, (3, 2), (2, 1)), ("relu",), _xc(3, (3, 3)), ("relu",), ("flatten", 2)], (1, 6, 5)),
+    "circular_stride2": ([_xc(2, (3, 3), 2, "circular"), ("relu",), ("conv", 2, (3, 3)), ("relu",), ("flatten", 1)],
+                         (2, 6, 6)),
+    "circular_stride3_ragged": ([_xc(2, (2, 3), (3, 2), "circular"), ("relu",), ("flatten", 1)], (1, 7, 5)),
+    "same_patch_exceeds_grid": ([_xc(2, (3, 3)), ("relu",), _xc(2, (5, 3)), ("relu",), ("flatten", 1)], (1, 2, 2)),
+    "same_1d_stride3": ([_xc(2, (4,), 3), ("relu",), _xc(2, (2,)), ("relu",), ("flatten", 2)], (2, 10)),
+    "same_3d_gap": ([_xc(2, (3, 1, 2), (2, 1, 2)), ("relu",), ("conv", 2, (1, 3, 1)), ("gap",), ("relu",), ("dense", 2)],
+                    (1, 4, 3, 5)),
+    "strided_then_pool": ([_xc(2, (3, 3), 2), ("relu",), _xc(2, (3, 3)), ("pool", (2, 2)), ("relu",), ("flatten", 1)],
+                          (2, 8, 8)),
+    "gap": ([("conv", 3, (3, 3)), ("relu",), ("conv", 3, (3, 1)), ("gap",), ("relu",), ("dense", 2)], (2, 4, 3)),
+    "projection_post_activation": (
+        [("conv", 2, (3, 3)), ("relu",),
+         ("res2", [_xc(3, (3, 3), 2), ("relu",), _xc(3, (3, 3))], [_xc(3, (1, 1), 2)], True),
+         ("res2", [_xc(3, (3, 3), 2, "same", 0.6, 0.0), ("relu",), _xc(3, (1, 1))], [_xc(3, (1, 1), 2, "same", 1.4, 0.3)],
+          False),
+         ("relu",), ("flatten", 1)], (2, 6, 6)),
+    "gaussian_identity_post_activation": (
+        [("conv", 2, (3, 3)), ("res2", [("relu",), ("conv", 2, (3, 3))], None, True), ("conv", 2, (1, 1)),
+         ("relu",), ("flatten", 1)], (1, 4, 4)),
+    "per_layer_variances": (
+        [_xc(3, (3, 3), 1, "circular", 0.7, 0.3), ("relu",), _xc(3, (3, 3), 1, "circular", 2.5, None), ("relu",),
+         ("flatten", 4, None, 0.0), ("relu",), ("dense", 1, 1.1, 0.05)], (2, 4, 4)),
+}
+
+
+def test_oracle_conv_selections_by_hand():
+    """The oracle's own stencil: TF 'same' on 4 pixels, stride 2, patch 3: out 2, lo 0 -> output 0 reads 0, 1, 2 and
+    output 1 reads 2, 3 and a zero; circular reads pixel 0 instead of the zero."""
+    mats, out = _conv_selections((4,), (3,), (2,), "same")
+    assert out == (2,)
+    reads = [[list(np.nonzero(S[q])[0]) for S in mats] for q in range(2)]
+    assert reads == [[[0], [1], [2]], [[2], [3], []]]
+    mats, _ = _conv_selections((4,), (3,), (2,), "circular")
+    assert [list(np.nonzero(S[1])[0]) for S in mats] == [[2], [3], [0]]
+    # a 3x3 'same' patch on one pixel sees only itself: K' = sb2 + sw2/9 K
+    K = oracle_kernel([_xc(1, (3, 3)), ("flatten", 1, 1.0, 0.0)], (2, 1, 1), np.array([[1.0, 2.0]]), 1.8, 0.1)
+    np.testing.assert_allclose(K, [[0.1 + 1.8 / 9 * 2.5]], rtol=1e-15)
+
+
+@pytest.mark.parametrize("name", sorted(EXTRA_CASES))
+def test_strided_padded_and_new_layers_equal_numpy_oracle(name):
+    desc, shape = EXTRA_CASES[name]
+    sw2, sb2 = 1.6, 0.2
+    arch = Architecture(serial(*to_layers(desc)), shape)
+    assert arch.has_kernel, arch.kernel_issues
+    rng = np.random.default_rng(7)
+    X, Y = _inputs(rng, 4, arch.n), _inputs(rng, 3, arch.n)
+    want = oracle_kernel(desc, shape, np.concatenate([X, Y]), sw2, sb2)
+    tX, tY = torch.from_numpy(X), torch.from_numpy(Y)
+    _close(arch.kernel(tX, sigma_w2=sw2, sigma_b2=sb2), want[:4, :4], f"{name}: kernel(X)")
+    _close(arch.kernel(tX, tY, sigma_w2=sw2, sigma_b2=sb2), want[:4, 4:], f"{name}: kernel(X, Y)")
+    _close(arch.kernel(tX, tX[[1, 2, 0, 3]], sigma_w2=sw2, sigma_b2=sb2, diag=True), want[np.arange(4), [1, 2, 0, 3]],
+           f"{name}: diag")
+    _close(arch.kernel(tX, tY, sigma_w2=sw2, sigma_b2=sb2, max_elements=40), want[:4, 4:], f"{name}: blocked")
+    k = NNGPKernel(arch, sigma_w2=sw2, sigma_b2=sb2)  # tensor variances with autograd
+    _close(k(tX, tY).to_dense(), want[:4, 4:], f"{name}: NNGPKernel(X, Y)")
+    # the full pixel covariance carried through every layer gives the same kernel
+    _close(arch.kernel_state(tX, sigma_w2=sw2, sigma_b2=sb2, full=True).cross, want[:4, :4], f"{name}: full")
+
+
 def test_random_architectures_cover_the_layer_kinds():
     """The seeded generator exercises every layer kind and convention at least a few times."""
     seen = {"conv": 0, "relu": 0, "res": 0, "pool": 0, "flatten": 0, "dense": 0, "even_patch": 0,
@@ -304,7 +427,8 @@ def test_doctests_of_the_kernels_package():
     """The docstring examples of gpbound.kernels run as doctests."""
     attempted = 0
     for name in ("gpbound.kernels", "gpbound.kernels.layers", "gpbound.kernels.nngp", "gpbound.kernels.arccos",
-                 "gpbound.kernels.state", "gpbound.kernels.presets"):
+                 "gpbound.kernels.state", "gpbound.kernels.presets", "gpbound.kernels.architecture",
+                 "gpbound.kernels.pixels"):
         res = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
         assert res.failed == 0, name
         attempted += res.attempted

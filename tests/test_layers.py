@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from gpbound.kernels import AvgPool, Architecture, Conv, Dense, Flatten, ReLU, Residual, serial
+from gpbound.kernels import AvgPool, Architecture, Conv, Dense, Flatten, GlobalAvgPool, ReLU, Residual, serial
 from gpbound.kernels.presets import PRESETS, get_preset
 
 DT = torch.float64
@@ -52,6 +52,10 @@ PIXEL_CASES = {
     "conv_relu_conv": serial(Conv(8, 3), ReLU(), Conv(256, (3, 1))),
     "avgpool": serial(Conv(8, 3), ReLU(), Conv(256, 3), AvgPool(2)),
     "residual": serial(Conv(8, 3), Residual(serial(ReLU(), Conv(8, 3)))),
+    # stride 2 with TensorFlow 'same' zero padding (4x4 -> 2x2), then a zero-padded conv
+    "strided_same": serial(Conv(8, 3, stride=2, padding="same"), ReLU(), Conv(256, 3, padding="same")),
+    # circular stride 2 with an even patch
+    "strided_circular": serial(Conv(256, (2, 3), stride=2)),
 }
 
 
@@ -75,6 +79,16 @@ FLAT_CASES = {
     "resnet_pool": serial(Conv(8, 3), Residual(serial(ReLU(), Conv(8, 3), ReLU(), Conv(8, 3))), AvgPool(2),
                           Conv(8, 1), Residual(serial(ReLU(), Conv(8, 1), ReLU(), Conv(8, 1))), ReLU(),
                           Flatten(256)),
+    # the Keras v1 down-sampling block: 1x1 stride-2 projection shortcut, post-activation ReLU
+    "projection_post_activation": serial(
+        Conv(8, 3), ReLU(),
+        Residual(serial(Conv(8, 3, stride=2, padding="same"), ReLU(), Conv(8, 3, padding="same")),
+                 shortcut=Conv(8, 1, stride=2, padding="same"), post_activation=True),
+        Flatten(256)),
+    "global_avg_pool": serial(Conv(8, 3), ReLU(), Conv(8, 3, padding="same"), GlobalAvgPool(), ReLU(), Dense(256)),
+    # per-layer variances differing from the network's (SW2, SB2)
+    "per_layer_variances": serial(Conv(8, 3, sigma_w2=0.6, sigma_b2=0.5), ReLU(), Conv(8, 3, sigma_w2=3.0), ReLU(),
+                                  Flatten(8, sigma_b2=0.0), ReLU(), Dense(256, sigma_w2=1.2, sigma_b2=0.05)),
 }
 
 
@@ -202,6 +216,18 @@ def test_conv_gemm_path_equals_convolution(shape, patch):
     from gpbound.kernels import Architecture, Conv, Flatten, ReLU, serial
 
     arch = Architecture(serial(Conv(5, patch), ReLU(), Conv(4, patch), ReLU(), Flatten(1)), input_shape=shape)
+    _gemm_equals_conv(arch)
+
+
+@pytest.mark.parametrize("shape,patch,stride,padding", [((2, 5), 3, 2, "same"), ((3, 7, 6), (3, 2), (2, 3), "same"),
+                                                        ((2, 6, 6), 3, 2, "circular"), ((1, 3, 4, 5), (1, 3, 3), 2, "same")])
+def test_conv_gemm_path_strided_and_zero_padded(shape, patch, stride, padding):
+    arch = Architecture(serial(Conv(5, patch, stride=stride, padding=padding), ReLU(), Conv(4, patch, padding="same"),
+                               ReLU(), Flatten(1)), input_shape=shape)
+    _gemm_equals_conv(arch)
+
+
+def _gemm_equals_conv(arch):
     net = arch.network(seed=3)
     x = torch.randn(7, arch.n, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
@@ -212,3 +238,72 @@ def test_conv_gemm_path_equals_convolution(shape, patch):
             m.matmul = True
         got = net(x)
     assert torch.allclose(got, ref, rtol=1e-13, atol=1e-13 * float(ref.abs().max()))
+
+
+def test_new_options_roundtrip_and_metadata():
+    arch = Architecture(serial(
+        Conv(4, (3, 2), stride=(2, 1), padding="same", sigma_w2=1.5, sigma_b2=0.0), ReLU(),
+        Residual(serial(Conv(6, 3, stride=2, padding="same"), ReLU(), Conv(6, 3, padding="same")),
+                 shortcut=Conv(6, 1, stride=2, padding="same"), post_activation=True),
+        Conv(6, 1), GlobalAvgPool(), ReLU(), Dense(3, sigma_w2=0.5), ReLU(), Flatten(1, sigma_b2=0.2)), (2, 8, 7))
+    d = json.loads(json.dumps(arch.to_dict()))
+    back = Architecture.from_dict(d)
+    assert back == arch and back.to_dict() == d
+    assert d["layers"][0] == {"type": "Conv", "channels": 4, "patch": [3, 2], "stride": [2, 1], "padding": "same",
+                              "sigma_w2": 1.5, "sigma_b2": 0.0}
+    assert d["layers"][2]["post_activation"] is True and d["layers"][2]["shortcut"][0]["stride"] == 2
+    # grids: (8, 7) -> stride (2, 1) -> (4, 7) -> stride 2 -> (2, 4); GlobalAvgPool -> flat
+    assert arch.has_kernel and arch.full_pixels and arch.flatten_pixels == 1
+    assert len(arch.theorem2_issues) >= 3 and "stride" in arch.theorem2_issues[0]
+    x = torch.rand(3, arch.n, dtype=DT)
+    torch.testing.assert_close(back.kernel(x), arch.kernel(x), rtol=0, atol=0)
+    torch.testing.assert_close(back.network(seed=2)(x), arch.network(seed=2)(x), rtol=0, atol=0)
+    # defaults serialise as before (existing JSON files keep their meaning)
+    assert Conv(2, 3).to_dict() == {"type": "Conv", "channels": 2, "patch": 3}
+    assert Residual(Conv(2, 3)).to_dict() == {"type": "Residual", "block": [{"type": "Conv", "channels": 2, "patch": 3}]}
+    # an own sigma_b2 = 0 gives zero biases; the network-wide one is drawn
+    net = arch.network(sigma_b2=1.0, seed=0)
+    biases = [m.bias for m in net.modules() if hasattr(m, "bias") and isinstance(m.bias, torch.nn.Parameter)]
+    assert float(biases[0].abs().max()) == 0.0 and float(biases[1].abs().max()) > 0.0
+
+
+def test_post_activation_identity_skip_builds_but_has_no_kernel():
+    """ReLU(x + block(x)) with x post-ReLU (the Keras v1 identity block): a network, no analytic kernel."""
+    arch = Architecture(serial(Conv(4, 3, padding="same"), ReLU(),
+                               Residual(serial(Conv(4, 3), ReLU(), Conv(4, 3)), post_activation=True), Flatten(1)),
+                        (2, 4, 4))
+    assert arch.network(seed=0)(torch.rand(2, arch.n, dtype=DT)).shape == (2, 1)
+    assert not arch.has_kernel
+    assert any("post-activation" in m and "not Gaussian" in m for m in arch.kernel_issues)
+    with pytest.raises(ValueError, match="not Gaussian"):
+        arch.kernel(torch.rand(2, arch.n, dtype=DT))
+
+
+def test_bad_input_of_new_options():
+    with pytest.raises(ValueError, match="padding"):
+        Conv(2, 3, padding="valid")
+    for bad, exc in [(0, ValueError), (1.5, TypeError)]:
+        with pytest.raises(exc, match="stride"):
+            Conv(2, 3, stride=bad)
+    with pytest.raises(ValueError, match="sigma_w2"):
+        Conv(2, 3, sigma_w2=0.0)
+    with pytest.raises(ValueError, match="sigma_b2"):
+        Dense(2, sigma_b2=-0.1)
+    with pytest.raises(TypeError, match="sigma_w2"):
+        Flatten(2, sigma_w2="1")
+    with pytest.raises(ValueError, match="sigma_w2"):
+        Flatten(2, sigma_w2=float("inf"))
+    with pytest.raises(TypeError, match="shortcut"):
+        Residual(Conv(2, 3), shortcut=3)
+    with pytest.raises(TypeError, match="post_activation"):
+        Residual(Conv(2, 3), post_activation=1)
+    with pytest.raises(ValueError, match="shape of the shortcut"):
+        Architecture(serial(Conv(2, 3), Residual(Conv(2, 3), shortcut=Conv(2, 1, stride=2))), (1, 4, 4))
+    with pytest.raises(ValueError, match="patch.*exceeds"):
+        Architecture(serial(Conv(2, 5, stride=2)), (1, 4, 4))
+    assert Architecture(serial(Conv(2, 5, padding="same"), ReLU(), Flatten(1)), (1, 4, 4)).has_kernel
+    with pytest.raises(ValueError, match="GlobalAvgPool.*spatial"):
+        Architecture(serial(Flatten(3), GlobalAvgPool()), (1, 4, 4))
+    with pytest.raises(ValueError, match="keys"):
+        Architecture.from_dict({"input_shape": [1, 4, 4], "layers": [{"type": "Conv", "channels": 2, "patch": 3,
+                                                                        "strides": 2}]})
