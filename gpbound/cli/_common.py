@@ -101,7 +101,8 @@ def load_architecture(spec: str, image_size: Optional[int] = None):
     ----------
     spec : str
         Preset name (``gpbound.kernels.presets.PRESETS``) or path of a ``.json``,
-        ``.yaml`` or ``.yml`` file.
+        ``.yaml`` or ``.yml`` file.  A preset of ``FINITE_PRESETS`` (the authors' "faithful"
+        network) or a file without an analytic kernel is refused with the reason.
     image_size : int, optional
         Image side for presets; a file fixes its own ``input_shape``.
 
@@ -113,7 +114,7 @@ def load_architecture(spec: str, image_size: Optional[int] = None):
     Raises
     ------
     UserError
-        Unknown preset, missing or malformed file.
+        Unknown preset, missing or malformed file, no analytic NNGP kernel.
     """
     path = Path(spec)
     looks_like_file = path.suffix.lower() in (".json", ".yaml", ".yml") or path.exists() or "/" in spec
@@ -141,9 +142,11 @@ def load_architecture(spec: str, image_size: Optional[int] = None):
             arch = Architecture.from_dict(data)
         except (KeyError, ValueError, TypeError) as exc:
             raise UserError(f"invalid architecture file {spec!r}: {_exc_text(exc)}")
+        _require_analytic(arch, f"architecture file {spec!r}")
         return arch, str(path)
     presets, names = _presets()
-    if spec not in names:
+    finite_only = sorted(presets.FINITE_PRESETS)
+    if spec not in names and spec not in finite_only:
         raise UserError(f"unknown preset {spec!r} (presets: {', '.join(names)}; or give a .json/.yaml file)")
     kwargs = {}
     if image_size is not None:
@@ -157,8 +160,22 @@ def load_architecture(spec: str, image_size: Optional[int] = None):
         arch = presets.get_preset(spec, **kwargs)
     except ValueError as exc:  # the preset rejects the user's image size (e.g. not divisible by 4)
         raise UserError(f"preset {spec!r} with --image-size {image_size}: {exc}") from exc
+    _require_analytic(arch, f"preset {spec!r}")
     label = spec if image_size is None else f"{spec} (image size {image_size})"
     return arch, label
+
+
+def _require_analytic(arch, what: str) -> None:
+    """UserError (one line) when ``arch`` has no analytic NNGP kernel: the radii (Theorem 2's M,
+    Corollary 1) and the NNGP certificates need one.  Names the first reason the architecture gives
+    (e.g. the faithful preset's post-activation identity blocks)."""
+    if arch.has_kernel:
+        return
+    issues = arch.kernel_issues
+    more = f" (and {len(issues) - 1} more such layers)" if len(issues) > 1 else ""
+    raise UserError(f"{what} has no analytic NNGP kernel, so no certified radius applies (Theorem 2 and "
+                    f"Corollary 1 need the kernel recursion of docs/theory.md §1): {issues[0]}{more}; its finite "
+                    f"networks serve attacks and Monte Carlo only")
 
 
 def _exc_text(exc: BaseException) -> str:
