@@ -8,7 +8,8 @@ import gpytorch
 from gpytorch.constraints import GreaterThan, Interval, Positive
 from gpytorch.priors import Prior
 
-from .layers import Architecture, _check_variance
+from .architecture import Architecture
+from .layers import _check_variance, _pos_int
 
 __all__ = ["NNGPKernel"]
 
@@ -55,8 +56,8 @@ def _check_call_args(x1, x2, active_dims, dim_name, dim=None, dim_desc=""):
     width = {name: (1 if x.dim() == 1 else x.shape[-1]) for name, x in (("x1", x1), ("x2", x2)) if x is not None}
     for name, w in width.items():
         if dim is not None and w != dim:
-            raise ValueError(f"{name} must have shape (..., N, {dim_name}) with {dim_name} = {dim}{dim_desc} (1-D inputs "
-                             f"are read as (N, 1)); got {tuple((x1 if name == 'x1' else x2).shape)}")
+            raise ValueError(f"{name} must have shape (..., N, {dim_name}) with {dim_name} = {dim}{dim_desc} "
+                             f"(1-D inputs are read as (N, 1)); got {tuple((x1 if name == 'x1' else x2).shape)}")
     if "x2" in width and width["x2"] != width["x1"]:
         raise ValueError(f"x2 must have the same last dimension {dim_name} as x1; got x1 of shape "
                          f"{tuple(x1.shape)} and x2 of shape {tuple(x2.shape)}")
@@ -150,8 +151,6 @@ class NNGPKernel(gpytorch.kernels.Kernel):
     def __init__(self, architecture, sigma_w2=2.0, sigma_b2=0.0, max_elements=2 ** 24, *,
                  sigma_w2_prior=None, sigma_b2_prior=None, sigma_w2_constraint=None, sigma_b2_constraint=None,
                  **kwargs):
-        from .layers import _pos_int
-
         if isinstance(architecture, dict):
             architecture = Architecture.from_dict(architecture)
         if not isinstance(architecture, Architecture):
