@@ -291,3 +291,35 @@ def test_custom_dataset_key_identifies_the_arrays():
     c = [x.copy() for x in a]
     c[3] = 1 - c[3]
     assert _data_digest(a) != _data_digest(c)
+
+
+@pytest.mark.parametrize("preset", ["faithful", "theory"])
+def test_make_network_stacks_in_network_ensemble(preset):
+    """NetworkEnsemble stacks make_network's networks (vmap; its GEMM conv path, with stride-2 and zero padding
+    for the faithful preset) and the Architecture.network ones: equal to evaluating them one by one (no
+    vmap fallback warning: warnings are errors)."""
+    from gpbound.ensemble import NetworkEnsemble
+    from gpbound.kernels.presets import get_preset
+
+    class Column(torch.nn.Module):
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+
+        def forward(self, x):
+            return self.net(x).unsqueeze(-1)
+
+    widths = (3, 4, 5) if preset == "faithful" else 4
+    nets = [make_network(preset, 8, seed=s, widths=widths, blocks_per_stack=1) for s in range(3)]
+    X = torch.rand(4, 192, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        got = NetworkEnsemble([Column(n) for n in nets]).shared(X)
+        want = torch.stack([n(X) for n in nets])
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    if preset == "faithful":
+        arch = get_preset("faithful", image_size=8, widths=widths, blocks_per_stack=1)
+        ens = NetworkEnsemble.from_architecture(arch, 3, seed=1)
+        with torch.no_grad():
+            got = ens.shared(X)
+            want = torch.stack([n(X)[:, 0] for n in ens.networks])
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
