@@ -183,6 +183,16 @@ class NNGPKernel(gpytorch.kernels.Kernel):
         self._set("sigma_w2", sigma_w2)
         self._set("sigma_b2", sigma_b2)
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # state_dicts saved before batch_shape support hold raw variances of shape (1,); an
+        # unbatched kernel reads them as its (1, 1) parameters (the same single value)
+        for name in ("raw_sigma_w2", "raw_sigma_b2"):
+            key = prefix + name
+            old = state_dict.get(key)
+            if old is not None and tuple(old.shape) == (1,) and len(self.batch_shape) == 0:
+                state_dict[key] = old.reshape(1, 1)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     # ------------------------------------------------------------------ parameters
     @property
     def sigma_w2(self) -> torch.Tensor:

@@ -373,3 +373,21 @@ def test_bad_arguments_name_the_argument():
         NNGPKernel(arch, max_elements=1.5)
     with pytest.raises(TypeError, match="architecture"):
         NNGPKernel("dense")
+
+
+def test_state_dict_of_the_unbatched_layout_still_loads():
+    """A state_dict saved before batch_shape support (raw variances of shape (1,)) loads into an
+    unbatched kernel with the same values; a batched kernel refuses it with torch's size error."""
+    import math
+
+    from gpbound.kernels import NNGPKernel
+    from gpbound.kernels.presets import get_preset
+
+    arch = get_preset("dense", image_size=2, in_channels=1, width=4, depth=1)
+    k = NNGPKernel(arch)
+    old = {"raw_sigma_w2": torch.tensor([math.log(math.expm1(1.5))], dtype=torch.float64),
+           "raw_sigma_b2": torch.tensor([0.3], dtype=torch.float64)}
+    k.load_state_dict(old)
+    assert float(k.sigma_w2) == pytest.approx(1.5, rel=1e-14) and float(k.sigma_b2) == pytest.approx(0.09, rel=1e-14)
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        NNGPKernel(arch, batch_shape=torch.Size([2])).load_state_dict(old)
