@@ -219,6 +219,14 @@ def test_verify_json_equals_library():
     assert got["clopper_pearson"] == pytest.approx([float(v) for v in want.ci], rel=1e-12)
     assert got["delta_bound"] == pytest.approx(float(want.delta), rel=1e-12)
     assert got["consistent_with_bound"] == (got["clopper_pearson"][0] <= min(1.0, got["delta_bound"]))
+    # the measured distances next to r: median / r and the delta-quantile / r (the library's looseness)
+    d = np.sort(want.distances.numpy())
+    m = got["measured_distances"]
+    assert m["median"] == pytest.approx(float(np.quantile(d, 0.5, method="inverted_cdf")), rel=1e-12)
+    assert m["median_over_r"] == pytest.approx(m["median"] / 3.0, rel=1e-12)
+    assert m["min_over_r"] == pytest.approx(float(d[0]) / 3.0, rel=1e-12)
+    assert float(got["looseness"]) == pytest.approx(float(want.looseness), rel=1e-12, nan_ok=True)  # "nan": delta = 1
+    assert "no input within r of x0 changes the label" in got["guarantee"]
     assert_user_error(run_cli("verify", "--arch", ex, "--radius", "-1"), "--radius")
     assert_user_error(run_cli("verify", "--arch", ex, "--delta", "0.1", "--num-networks", "0"), "--num-networks")
 
@@ -277,3 +285,88 @@ def test_reproduce_refuses_a_second_writer_in_one_line(tmp_path):
     with FileLock(str(out / "results.jsonl.lock")):
         res = run_cli("reproduce", "fig1", "--out", out, "--quick")
     assert_user_error(res, "another run holds the lock")
+
+
+def test_verify_blocks_pool_the_library_runs(capsys):
+    """--block-size splits the networks: block 0 has --seed, block b the seed SeedSequence([seed, b]); the
+    pooled counts are the sum of crossing_frequency over the blocks (in-process; text output names r and
+    the distance ratio, and the meaning of delta and r)."""
+    import torch
+
+    from gpbound.cli import load_architecture, main, random_input
+    from gpbound.cli.verify import block_seeds
+    from gpbound.crossing import crossing_frequency
+
+    ex = str(EXAMPLES / "small_cnn.yaml")
+    blocks = block_seeds(5, 10, 4)
+    assert [b["size"] for b in blocks] == [4, 4, 2] and blocks[0]["seed"] == 5
+    assert blocks[1]["seed"] == int(np.random.SeedSequence([5, 1]).generate_state(1)[0])
+    assert main(["verify", "--arch", ex, "--radius", "3", "--num-networks", "10", "--block-size", "4", "--seed", "5",
+                 "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    arch, _ = load_architecture(ex)
+    x0 = torch.as_tensor(random_input(int(arch.n), 5))
+    parts = [crossing_frequency(arch, x0, 3.0, num_trials=b["size"], seed=b["seed"], M=float(arch.M)) for b in blocks]
+    assert got["crossings"] == sum(int(r.count) for r in parts) and got["trials"] == 10
+    d = np.sort(np.concatenate([r.distances.numpy() for r in parts]))
+    assert got["measured_distances"]["median"] == pytest.approx(float(np.quantile(d, 0.5, method="inverted_cdf")))
+    assert main(["verify", "--arch", ex, "--radius", "3", "--num-networks", "3", "--seed", "5"]) == 0
+    out = capsys.readouterr()
+    assert "x r" in out.out and "median" in out.out and "meaning: with probability >= 1 - delta" in out.out
+    assert "verify: 3 networks in 1 block(s)" in out.err  # the progress bar, on stderr
+    with pytest.raises(ValueError, match="block_size"):
+        block_seeds(0, 10, 0)
+
+
+def test_verify_on_a_dask_scheduler_equals_the_local_run(capsys):
+    """--scheduler ADDRESS runs the blocks on dask.distributed (a LocalCluster of threads here)."""
+    distributed = pytest.importorskip("distributed")
+    from gpbound.cli import main
+
+    args = ["verify", "--arch", str(EXAMPLES / "small_cnn.yaml"), "--radius", "3", "--num-networks", "6",
+            "--block-size", "3", "--seed", "2", "--json"]
+    assert main(args) == 0
+    local = json.loads(capsys.readouterr().out)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster:
+        assert main(args + ["--scheduler", cluster.scheduler_address]) == 0
+    remote = json.loads(capsys.readouterr().out)
+    assert remote["scheduler"] == cluster.scheduler_address
+    for key in ("crossings", "trials", "clopper_pearson", "measured_distances", "blocks"):
+        assert remote[key] == local[key], key
+
+
+@pytest.mark.parametrize("command", [None, "radius", "verify", "report", "certify"])
+def test_help_lists_presets_defaults_and_examples(command, capsys):
+    from gpbound.cli import main
+    from gpbound.kernels.presets import PRESETS
+
+    assert main(([command] if command else []) + ["--help"]) == 0
+    out = capsys.readouterr().out
+    for name in PRESETS:
+        assert f"  {name} " in out, (command, name)
+    assert "examples:\n  gpbound " + (command or "") in out
+    assert "with probability >= 1 - delta" in " ".join(out.split())
+    if command is not None:
+        assert "(default: " in out
+    defaults = {"radius": ["--sigma-w2 SIGMA_W2", "(default: 2.0)", "(default: numeric)"],
+                "verify": ["(default: 100)", "(default: 0.95)", "(default: 50)", "--scheduler ADDR"],
+                "report": ["(default: docs/report)", "(default: 0)"],
+                "certify": ["(default: nngp-dense)", "(default: 0.1)", "(default: certify.png)"]}.get(command, [])
+    for frag in defaults:
+        assert frag in " ".join(out.split()), (command, frag)
+    assert "(default: None)" not in out and "(default: False)" not in out
+
+
+def test_version_has_one_source():
+    import configparser
+
+    import gpbound
+    from gpbound.cli import main
+
+    cfg = configparser.ConfigParser()
+    cfg.read(REPO / "setup.cfg")
+    assert cfg["metadata"]["version"].strip() == "attr: gpbound.__version__"
+    out = run_cli("--version")
+    assert out.returncode == 0 and out.stdout.strip() == f"gpbound {gpbound.__version__}"
+    assert main(["--version"]) == 0

@@ -23,7 +23,8 @@ import sys
 from typing import List, Optional
 
 from ._common import (EXIT_USAGE, GUARANTEE, UserError, _exc_text, _Parser, _float_in, _theorem_M,  # noqa: F401
-                      add_arch_args, load_architecture, random_input)
+                      add_arch_args, add_arch_args_listing_presets, examples_text, load_architecture, presets_text,
+                      random_input, wrap)
 from . import certify, radius, report, reproduce, verify
 from .radius import radius_report  # noqa: F401
 
@@ -32,8 +33,19 @@ __all__ = ["main", "build_parser", "load_architecture", "radius_report", "UserEr
 
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of ``gpbound`` (subcommands radius, verify, reproduce, report, certify)."""
-    p = _Parser(prog="gpbound", description="Adversarial robustness guarantees for random deep neural "
-                "networks (De Palma, Kiani, Lloyd, ICML 2021): certified radii, crossing checks, sweeps, report.")
+    p = _Parser(prog="gpbound", formatter_class=argparse.RawDescriptionHelpFormatter,
+                description=wrap("Adversarial robustness guarantees for random deep neural networks (De Palma, "
+                                 "Kiani, Lloyd, ICML 2021): certified radii, crossing checks, sweeps, report.",
+                                 "meaning of a certified radius r: " + GUARANTEE + ". delta is the failure "
+                                 "probability the certificate allows.") + "\n\n" + presets_text() + "\n\n"
+                            "'gpbound COMMAND --help' shows each command's options with their defaults.",
+                epilog=examples_text(
+                    "gpbound radius --arch resnet --image-size 16 --delta 0.01 0.1 0.5 --random-input 0",
+                    "gpbound radius --arch docs/examples/small_cnn.yaml --delta 0.05 --x0-norm 10 --json",
+                    "gpbound verify --arch resnet --image-size 8 --delta 0.1 --num-networks 50 --seed 0",
+                    "gpbound reproduce fig1 --out results/fig1 --quick",
+                    "gpbound report --quick --out /tmp/report",
+                    "gpbound certify --demo digits --out certify.png"))
     from gpbound import __version__
 
     p.add_argument("--version", action="version", version=f"gpbound {__version__}")
@@ -42,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     delta_t = _float_in("delta", 0.0, 1.0)
 
     for module in (radius, verify, reproduce, report, certify):
-        module.add_parser(sub, add_arch_args, delta_t)
+        module.add_parser(sub, add_arch_args_listing_presets, delta_t)
     return p
 
 

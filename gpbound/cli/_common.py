@@ -252,3 +252,57 @@ def add_arch_args(sp):
                     help="image side of a preset (default: the preset's own)")
     sp.add_argument("--entropy", choices=("numeric", "closed", "paper"), default="numeric",
                     help="entropy integral: numeric (default, certified), closed (a~_n), paper (a_n, eq. 37)")
+
+
+# --------------------------------------------------------------------------- help text (issue 13)
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Help that shows every option's default ``(default: ...)`` and keeps the description's and the
+    examples' line breaks. Flags (``store_true``) and options whose default is None (nothing to show:
+    their help says what happens without them) get no ``(default: None)``; a help text that already
+    says ``(default...`` is left as written."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.default is None or isinstance(action.default, bool) or "(default" in text:
+            return text
+        return super()._get_help_string(action)
+
+
+def presets_text() -> str:
+    """One line per preset of :data:`gpbound.kernels.presets.PRESETS`: its name and what it is."""
+    presets, names = _presets()
+    lines = []
+    for name in names:
+        doc = (presets.PRESETS[name].__doc__ or "").strip().splitlines()
+        first = doc[0].replace("``", "").rstrip(";:,") if doc else ""
+        lines.append(f"  {name:8s} {first}")
+    return "presets (--arch NAME; gpbound.kernels.presets.PRESETS):\n" + "\n".join(lines)
+
+
+def examples_text(*lines: str) -> str:
+    """An argparse epilog: ``examples:`` then one command per line."""
+    return "examples:\n" + "\n".join(f"  {ln}" for ln in lines)
+
+
+def add_arch_args_listing_presets(sp):
+    """:func:`add_arch_args`, with the preset names in the help of ``--arch`` and the defaults spelt out."""
+    add_arch_args(sp)
+    _, names = _presets()
+    for action in sp._actions:
+        if "--arch" in action.option_strings:
+            action.help = f"preset name ({', '.join(names)}) or a .json/.yaml architecture file"
+        elif "--image-size" in action.option_strings:
+            action.help = "image side of a preset (default: the preset's own, 16)"
+        elif "--entropy" in action.option_strings:
+            action.help = ("entropy integral of the Dudley route: numeric (certified), closed (a~_n), "
+                           "paper (a_n, eq. 37)")
+    return sp
+
+
+def wrap(*paragraphs: str, width: int = 100) -> str:
+    """Prose paragraphs filled to ``width`` columns, separated by blank lines (for help descriptions shown
+    by :class:`HelpFormatter`, which keeps line breaks and so does not fill by itself)."""
+    import textwrap
+
+    return "\n\n".join(textwrap.fill(p, width=width, break_on_hyphens=False, break_long_words=False)
+                       for p in paragraphs)

@@ -5,7 +5,8 @@ import json
 import time
 from pathlib import Path
 
-from ._common import UserError, _int_at_least, _norm_p, _p_key, load_architecture
+from ._common import (HelpFormatter, UserError, _int_at_least, _norm_p, _p_key, examples_text, load_architecture,
+                      presets_text, wrap)
 
 
 CERTIFY_CONFIG_HELP = (
@@ -61,7 +62,7 @@ def _certify_model_from_files(args):
         if arch_spec is None:
             raise UserError("config kernel 'nngp' needs 'architecture' (Architecture.to_dict() or a preset name)")
         if isinstance(arch_spec, str):
-            arch = load_architecture(arch_spec, cfg.get("image_size"))
+            arch, _ = load_architecture(arch_spec, cfg.get("image_size"))
         else:
             from gpbound.kernels import Architecture
 
@@ -146,27 +147,32 @@ def add_parser(sub, arch_args, delta_t):
     from gpbound.report.posterior_check import GUARANTEE_TEXT as _CERT_TEXT, KERNEL_CHOICES as _CERT_KERNELS
 
     ce = sub.add_parser("certify", help="certified radii of a trained Gaussian-process classifier (GPyTorch ExactGP)",
-                        description="Certified l_p radii of the posterior-mean and Bayesian classifiers of a trained "
-                                    "ExactGP (docs/theory.md section 9). Meaning: " + _CERT_TEXT + " "
-                                    + CERTIFY_CONFIG_HELP,
-                        epilog="examples: gpbound certify --demo digits --kernel rbf --out certify.png; "
-                               "gpbound certify --model model.pt --config model.json --data data.npz --p 2 --delta 0.1")
+                        formatter_class=HelpFormatter,
+                        description=wrap("Certified l_p radii of the posterior-mean and Bayesian classifiers of a "
+                                         "trained ExactGP (docs/theory.md section 9).", "meaning: " + _CERT_TEXT,
+                                         CERTIFY_CONFIG_HELP) + "\n\n" + presets_text()
+                                    + "\n(a preset name may stand for the nngp kernel's \"architecture\")",
+                        epilog=examples_text(
+                            "gpbound certify --demo digits --kernel rbf --out certify.png",
+                            "gpbound certify --demo digits --save-demo demo/ --steps 30",
+                            "gpbound certify --model demo/model.pt --config demo/config.json --data demo/data.npz "
+                            "--p 2 --delta 0.1"))
     gce = ce.add_mutually_exclusive_group()
     gce.add_argument("--model", metavar="FILE.pt", default=None, help="state_dict of a trained ExactGP (see above)")
     gce.add_argument("--demo", choices=("digits",), default=None,
                      help="train a GP on scikit-learn's bundled 8x8 digits (even +1 / odd -1) and certify it")
     ce.add_argument("--config", metavar="FILE.json", default=None, help="kernel description of --model (see above)")
     ce.add_argument("--data", metavar="FILE.npz", default=None, help="X_train, y_train, X_test, y_test of --model")
-    ce.add_argument("--kernel", choices=_CERT_KERNELS, default="nngp-dense", help="--demo kernel (default nngp-dense)")
+    ce.add_argument("--kernel", choices=_CERT_KERNELS, default="nngp-dense", help="--demo kernel")
     ce.add_argument("--train-size", type=_int_at_least("--train-size", 2), default=300, help="--demo training points")
     ce.add_argument("--test-size", type=_int_at_least("--test-size", 1), default=200, help="--demo test points")
     ce.add_argument("--steps", type=_int_at_least("--steps", 0), default=30,
-                    help="--demo Adam steps on the marginal likelihood (default 30)")
+                    help="--demo Adam steps on the marginal likelihood")
     ce.add_argument("--save-demo", metavar="DIR", default=None,
                     help="--demo: also write DIR/model.pt, DIR/config.json, DIR/data.npz (the --model format)")
-    ce.add_argument("--p", type=_norm_p, default=2.0, help="l_p norm of the balls (default 2)")
-    ce.add_argument("--delta", type=delta_t, default=0.1, help="failure probability of the Bayesian radius (default 0.1)")
-    ce.add_argument("--seed", type=_int_at_least("--seed", 0), default=0)
+    ce.add_argument("--p", type=_norm_p, default=2.0, help="l_p norm of the balls")
+    ce.add_argument("--delta", type=delta_t, default=0.1, help="failure probability of the Bayesian radius")
+    ce.add_argument("--seed", type=_int_at_least("--seed", 0), default=0, help="seed of the --demo split and training")
     ce.add_argument("--out", default="certify.png", metavar="FILE.png", help="plot of certified accuracy vs radius")
     ce.set_defaults(func=run)
     return ce

@@ -6,7 +6,8 @@ import math
 import sys
 from typing import Any, Dict, Sequence
 
-from ._common import GUARANTEE, UserError, _arch_facts, _float_in, _int_at_least, _norm_p, _p_key, _x0_from_args, load_architecture
+from ._common import (GUARANTEE, HelpFormatter, UserError, _arch_facts, _float_in, _int_at_least, _norm_p, _p_key,
+                      _x0_from_args, examples_text, load_architecture, presets_text, wrap)
 
 
 
@@ -150,25 +151,34 @@ def run(args) -> int:
 
 def add_parser(sub, arch_args, delta_t):
     """Register the subcommand on the ``gpbound`` subparsers."""
-    r = sub.add_parser("radius", help="certified radii (comparison and Dudley) of Corollary 1 (l1 ball, segment, l_p)",
-                       description="Certified radii of a random network at x0, by the comparison (Sudakov-Fernique, "
-                                   "default) and Dudley (the paper's) routes. Meaning: " + GUARANTEE + ".",
-                       epilog="example: gpbound radius --arch resnet --image-size 16 --delta 0.01 0.1 0.5 "
-                              "--random-input 0 --instance")
+    r = sub.add_parser(
+        "radius", help="certified radii of Corollary 1 (l1 ball, segment, l_p): comparison and Dudley",
+        formatter_class=HelpFormatter,
+        description=wrap("Certified radii of a random network at x0, by the comparison (Sudakov-Fernique, default) "
+                         "and the Dudley (the paper's) routes, for the l1 ball, the segment and l_p balls (Remark 5).",
+                         "meaning: " + GUARANTEE + ". delta is the failure probability the certificate allows.")
+                    + "\n\n" + presets_text(),
+        epilog=examples_text(
+            "gpbound radius --arch resnet --image-size 16 --delta 0.01 0.1 0.5 --random-input 0",
+            "gpbound radius --arch resnet --delta 0.1 --random-input 0 --instance --sigma-b2 0.1",
+            "gpbound radius --arch docs/examples/small_cnn.yaml --delta 0.05 --x0-norm 10 --json",
+            "gpbound radius --arch dense --image-size 8 --delta 0.1 --x0 x0.npy --p 1 2 4 inf"))
     arch_args(r)
     r.add_argument("--delta", type=delta_t, nargs="+", required=True, help="failure probabilities in (0, 1)")
     g = r.add_mutually_exclusive_group(required=True)
-    g.add_argument("--x0-norm", type=_float_in("--x0-norm", 0.0, None), metavar="V", help="||x0||_2 only")
+    g.add_argument("--x0-norm", type=_float_in("--x0-norm", 0.0, None), metavar="V",
+                   help="||x0||_2 only (the radii depend on x0 through it; relative radii for p = 2 only)")
     g.add_argument("--x0", metavar="FILE.npy", help="the input x0 (n entries, (C, H, W) order)")
     g.add_argument("--random-input", type=_int_at_least("--random-input", 0), metavar="SEED",
                    help="x0 with uniform [0, 1] pixels drawn with this seed")
-    r.add_argument("--p", type=_norm_p, nargs="+", default=None, help="l_p norms for Remark 5 (default 1 2 inf)")
+    r.add_argument("--p", type=_norm_p, nargs="+", default=None,
+                   help="l_p norms for Remark 5, numbers >= 1 or inf (default: 1 2 inf)")
     r.add_argument("--instance", action="store_true",
                    help="also the instance-specific radii (exact sqrt K(x0,x0), layer-wise Lipschitz L; needs x0)")
     r.add_argument("--sigma-w2", type=_float_in("--sigma-w2", 0.0, None), default=2.0,
-                   help="weight variance of the random network (--instance only; default 2)")
+                   help="weight variance of the random network (--instance only)")
     r.add_argument("--sigma-b2", type=_float_in("--sigma-b2", 0.0, None, lo_open=False), default=0.0,
-                   help="bias variance (--instance only; default 0)")
+                   help="bias variance (--instance only)")
     r.add_argument("--json", action="store_true", help="print JSON")
     r.set_defaults(func=run)
     return r
