@@ -174,6 +174,35 @@ class Architecture:
             raise ValueError("the NNGP kernel recursion does not hold for this architecture (its finite networks "
                              "are fine; use Monte Carlo): " + "; ".join(self.kernel_issues))
 
+    def lipschitz_factor(self, sigma_w2=2.0) -> float:
+        r"""A proved :math:`\Lambda` with :math:`d(x, y)^2 \le (\Lambda / n) \|x - y\|_2^2` for the NNGP
+        kernel (docs/theory.md §8), covering every layer option (strides, zero padding, projection and
+        post-activation residuals, global pooling, per-layer variances).
+
+        The product of the layer factors on the pixel-mean squared increment ``m``: ``sigma_w2`` (own or
+        the network's) per Dense/Flatten; ``sigma_w2 c |I| / (|P| |I'|)`` per Conv (``c`` the largest
+        number of reads of one input pixel: ``|P|`` for circular stride 1, so ``sigma_w2``); 1/2 per ReLU;
+        1 per (global) average pooling; ``Lambda_skip + Lambda_block`` per residual (uncorrelated
+        branches; the identity has 1), times 1/2 if post-activation.
+
+        Parameters
+        ----------
+        sigma_w2 : float, > 0
+            The network's weight variance (layers with their own keep it).
+
+        Examples
+        --------
+        >>> arch = Architecture(serial(Conv(4, 1, stride=2), ReLU(), Flatten(1)), (1, 4, 4))
+        >>> arch.lipschitz_factor(2.0)   # 2 * (1 read) * 16 / (1 * 4) * 1/2 * 2
+        8.0
+        """
+        self._require_kernel()
+        sw = _check_variance(sigma_w2, "sigma_w2")
+        if sw <= 0:
+            raise ValueError(f"sigma_w2 must be > 0; got {sw}")
+        spec0 = Spec(self.input_shape[0], self.input_shape[1:], False)
+        return float(self.layer._lipschitz(spec0, sw)[0])
+
     # ----------------------------------------------------------------- (de)serialisation
     def to_dict(self) -> dict:
         """Plain JSON-able description ``{"input_shape": [...], "layers": [...]}``."""

@@ -197,6 +197,11 @@ class Layer:
         """``inside_residual`` flags of width-bearing layers, in execution order."""
         return []
 
+    def _lipschitz(self, spec: Spec, sw2: float):
+        """``(Lambda, out_spec)``: a proved factor by which the layer can multiply the pixel-mean squared
+        increment ``m`` of docs/theory.md §8 (see :meth:`Architecture.lipschitz_factor`)."""
+        raise TypeError(f"no proved Lipschitz factor for layer {self!r}")
+
     def _label(self) -> str:
         """A short name for messages."""
         return self.type_name
@@ -233,6 +238,10 @@ class _Weighted(Layer):
 
     def _width_leaves(self, inside_residual=False):
         return [inside_residual]
+
+    def _lipschitz(self, spec, sw2):
+        # Dense / Flatten: d'^2 = sw2/|I| sum_a D_a = sw2 m (docs/theory.md §8)
+        return (sw2 if self.sigma_w2 is None else self.sigma_w2), self._out_spec(spec, {})
 
 
 # ---------------------------------------------------------------------------- finite modules
@@ -410,6 +419,28 @@ class Conv(_Weighted):
                           self.sigma_b2)
         return mod, Spec(c, out, True)
 
+    def _lipschitz(self, spec, sw2):
+        """``D'_i = sw2/|P| sum_k D~_{s i - lo + k}``, so ``m' <= sw2 c |I| / (|P| |I'|) m`` with ``c`` the
+        largest number of (output pixel, offset) pairs reading one input pixel (a product over the axes);
+        ``= sw2`` for circular stride 1 (every pixel read ``|P|`` times)."""
+        out = self._out_spec(spec, {})
+        patch, stride = self._geometry(spec.grid)
+        c = 1
+        for g, p, s_, o in zip(spec.grid, patch, stride, out.grid):
+            lo = pixels.same_pads(g, p, s_)[0]
+            counts = [0] * g
+            for i in range(o):
+                for k in range(p):
+                    src = s_ * i - lo + k
+                    if self.padding == "circular":
+                        src %= g
+                    elif not 0 <= src < g:
+                        continue
+                    counts[src] += 1
+            c *= max(counts)
+        w = sw2 if self.sigma_w2 is None else self.sigma_w2
+        return w * c * spec.pixels / (math.prod(patch) * out.pixels), out
+
     def _kernel(self, state, sw2, sb2, keep_full):
         patch, stride = self._geometry(state.grid)
         sw2, sb2 = self._vars(sw2, sb2)
@@ -515,6 +546,9 @@ class ReLU(Layer):
     def _build(self, spec, ctx):
         return _ReLUModule(), Spec(spec.channels, spec.grid, False)
 
+    def _lipschitz(self, spec, sw2):
+        return 0.5, self._out_spec(spec, {})  # E(relu u - relu v)^2 <= E(u - v)^2 / 2 (Gaussian (u, v))
+
     def _kernel(self, state, sw2, sb2, keep_full):
         return state.relu()
 
@@ -556,6 +590,9 @@ class AvgPool(Layer):
         out = self._out_spec(spec, {})
         return _PoolModule(_resolve(self.block, len(spec.grid), "block", repr(self))), out
 
+    def _lipschitz(self, spec, sw2):
+        return 1.0, self._out_spec(spec, {})  # Cauchy-Schwarz over each block
+
     def _kernel(self, state, sw2, sb2, keep_full):
         return pixels.avg_pool_map(state, _resolve(self.block, len(state.grid), "block", repr(self)))
 
@@ -584,6 +621,9 @@ class GlobalAvgPool(Layer):
 
     def _build(self, spec, ctx):
         return _GlobalPoolModule(), self._out_spec(spec, {})
+
+    def _lipschitz(self, spec, sw2):
+        return 1.0, self._out_spec(spec, {})  # Cauchy-Schwarz over the grid
 
     def _kernel(self, state, sw2, sb2, keep_full):
         return pixels.global_avg_pool_map(state)
@@ -694,6 +734,12 @@ class Residual(Layer):
         gaussian = skip.gaussian and inner.gaussian and not self.post_activation
         return _ResidualModule(mod, sc, self.post_activation), Spec(skip.channels, skip.grid, gaussian)
 
+    def _lipschitz(self, spec, sw2):
+        # uncorrelated branches: m' = m_skip + m_block <= (Lambda_skip + Lambda_block) m; then 1/2 for the ReLU
+        lb, _ = self.block._lipschitz(spec, sw2)
+        ls = 1.0 if self.shortcut is None else self.shortcut._lipschitz(spec, sw2)[0]
+        return (ls + lb) * (0.5 if self.post_activation else 1.0), self._out_spec(spec, {})
+
     def _kernel(self, state, sw2, sb2, keep_full):
         if self.shortcut is None:
             skip = state
@@ -748,6 +794,13 @@ class Serial(Layer):
             except ValueError as e:
                 raise ValueError(f"layer {i} ({l!r}): {e}") from None
         return spec
+
+    def _lipschitz(self, spec, sw2):
+        out = 1.0
+        for l in self.layers:
+            f, spec = l._lipschitz(spec, sw2)
+            out *= f
+        return out, spec
 
     def _build(self, spec, ctx):
         mods = []

@@ -56,6 +56,8 @@ PIXEL_CASES = {
     "strided_same": serial(Conv(8, 3, stride=2, padding="same"), ReLU(), Conv(256, 3, padding="same")),
     # circular stride 2 with an even patch
     "strided_circular": serial(Conv(256, (2, 3), stride=2)),
+    # per-layer variances far from the network's (SW2, SB2)
+    "per_layer_conv": serial(Conv(8, 3, sigma_w2=0.5, sigma_b2=1.0), ReLU(), Conv(256, 3, sigma_w2=4.0, sigma_b2=0.0)),
 }
 
 
