@@ -156,14 +156,26 @@ def _sym_gram(x: torch.Tensor) -> torch.Tensor:
     return out
 
 
+#: rows of x1 per chunk of the diagonal-pixel input covariance (the chunk's output, ~N2 * P entries per
+#: row, is built by C in-cache passes, then lands in the output once)
+_COV_CHUNK = 1 << 16
+
+
 def _input_cov(x1: torch.Tensor, x2: torch.Tensor, grid, full: bool, pairs: str) -> torch.Tensor:
     """Channel-averaged input covariance ``(1/C0) sum_c x_{c,a} y_{c,b}``.
 
     ``x1``: ``(..., N1, C, P)``, ``x2``: ``(..., N2, C, P)`` with P the flattened grid.
     ``pairs``: "outer" (all pairs), "diag" (matched pairs), "self" (x with itself, per item).
+
+    The ``1/C`` rides on ``x1`` (``C P`` entries per row, not the ``P^2`` per pair of the result),
+    so each entry is ``sum_c (x_{c,a}/C) y_{c,b}``: equal to the defining sum to a few ulps.  The
+    full-pixel outer covariance is one batched GEMM ``(N1, 1, P, C) @ (1, N2, C, Q)`` written
+    straight in the state's layout ``(N1, N2, P, Q)`` (the ``(N1 P, C) @ (C, N2 Q)`` GEMM needs a
+    permuting copy of its output after it: two passes over the largest tensor of the recursion).
     """
     C = x1.shape[-2]
     d = len(grid)
+    x1c = x1 / C  # small: (..., N1, C, P)
     if pairs == "outer":
         if d == 0:  # flat input: a plain Gram matrix
             a, b = x1.squeeze(-1), x2.squeeze(-1)
@@ -173,31 +185,48 @@ def _input_cov(x1: torch.Tensor, x2: torch.Tensor, grid, full: bool, pairs: str)
             return (a @ b.transpose(-1, -2)).div_(C)
         N1, N2, P = x1.shape[-3], x2.shape[-3], x1.shape[-1]
         if not full:
-            if C <= 16:  # sum over channels of broadcast outer products: C memory passes
-                a = x1.unsqueeze(-3)  # (..., N1, 1, C, P)
-                b = x2.unsqueeze(-4)  # (..., 1, N2, C, P)
-                out = a[..., 0, :] * b[..., 0, :]
-                for c in range(1, C):
-                    out = out.addcmul_(a[..., c, :], b[..., c, :]) if not out.requires_grad else \
-                        out + a[..., c, :] * b[..., c, :]
-            else:  # batched over pixels: (P, N1, C) @ (P, C, N2)
-                out = (x1.movedim(-1, -3).movedim(-2, -1) @ x2.movedim(-1, -3).movedim(-3, -2)
-                       ).movedim(-3, -1).contiguous()
-            return out.div_(C).reshape(*out.shape[:-1], *grid)
-        # full: one GEMM (N1 P, C) @ (C, N2 Q), then a permuting copy
-        A = x1.transpose(-1, -2).reshape(*x1.shape[:-3], N1 * P, C)
-        B = x2.transpose(-1, -2).reshape(*x2.shape[:-3], N2 * P, C)
-        out = (A @ B.transpose(-1, -2)).div_(C)
-        out = out.reshape(*out.shape[:-2], N1, P, N2, P).transpose(-3, -2).contiguous()
-        return out.reshape(*out.shape[:-4], N1, N2, *grid, *grid)
+            if x1.requires_grad or x2.requires_grad:
+                out = (x1c.unsqueeze(-3) * x2.unsqueeze(-4)).sum(-2)  # (..., N1, N2, P)
+            else:
+                out = _diag_pixel_cov(x1c, x2)
+            return out.reshape(*out.shape[:-1], *grid)
+        # full: one batched GEMM into the state's layout (..., N1, N2, P, Q)
+        out = torch.matmul(x1c.transpose(-1, -2).unsqueeze(-3), x2.unsqueeze(-4))
+        return out.reshape(*out.shape[:-2], *grid, *grid)
     # matched pairs (x1_i, x2_i); "self" is the same with x2 = x1
     if d == 0:
-        return (x1.squeeze(-1) * x2.squeeze(-1)).sum(-1) / C
+        return (x1c.squeeze(-1) * x2.squeeze(-1)).sum(-1)
     if not full:
-        out = (x1 * x2).sum(-2) / C
+        out = (x1c * x2).sum(-2)
         return out.reshape(*out.shape[:-1], *grid)
-    out = (x1.transpose(-1, -2) @ x2).div_(C)  # (..., N, P, Q)
+    out = x1c.transpose(-1, -2) @ x2  # (..., N, P, Q)
     return out.reshape(*out.shape[:-2], *grid, *grid)
+
+
+def _diag_pixel_cov(x1c: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
+    """``out[..., i, j, p] = sum_c x1c[..., i, c, p] x2[..., j, c, p]`` (no autograd).
+
+    Built in blocks of rows ``i`` whose output (``rows * N2 * P`` entries) stays in cache: the
+    ``C`` multiply-add passes of a block run there, and the output is written to memory once
+    (the unblocked form makes ``C`` passes over the whole ``(N1, N2, P)`` tensor).
+    """
+    lead = torch.broadcast_shapes(x1c.shape[:-3], x2.shape[:-3])
+    N1, C, P = x1c.shape[-3:]
+    N2 = x2.shape[-3]
+    out = torch.empty(*lead, N1, N2, P, dtype=torch.promote_types(x1c.dtype, x2.dtype), device=x1c.device)
+    a = x1c.unsqueeze(-3)  # (..., N1, 1, C, P)
+    b = x2.unsqueeze(-4)  # (..., 1, N2, C, P)
+    per = max(1, P * max(1, math.prod(lead)))  # entries per pair (i, j)
+    cols = max(1, min(N2, _COV_CHUNK // per))
+    rows = max(1, _COV_CHUNK // (per * cols))
+    for i in range(0, N1, rows):
+        for j in range(0, N2, cols):
+            o = out[..., i:i + rows, j:j + cols, :]
+            ai, bj = a[..., i:i + rows, :, :, :], b[..., j:j + cols, :, :]
+            torch.mul(ai[..., 0, :], bj[..., 0, :], out=o)
+            for c in range(1, C):
+                o.addcmul_(ai[..., c, :], bj[..., c, :])
+    return out
 
 
 def input_state(x1: torch.Tensor, x2: torch.Tensor, input_shape, full: bool, diag_pairs: bool) -> KernelState:
