@@ -61,13 +61,22 @@ def test_bound_holds_on_random_and_nearby_pairs(name):
     assert worst <= 1 + 1e-9, worst
 
 
-def test_strided_factor_is_attained():
-    """Linear net Conv(4, 1, stride 2) -> Flatten(1) on 1 x 4 x 4: d^2 = sw2^2 ||D||^2 / 4 when the increment D
-    sits on the 4 subsampled pixels, and Lambda / n = (sw2 * 16/4) * sw2 / 16 gives exactly that."""
-    arch = Architecture(serial(Conv(4, 1, stride=2), Flatten(1)), (1, 4, 4))
+@pytest.mark.parametrize("case", ["strided", "own_variance", "projection"])
+def test_strided_factor_is_attained(case):
+    """Linear nets on 1 x 4 x 4 whose increment D sits on the 4 pixels a 1x1 stride-2 conv reads: d^2 equals
+    (Lambda / n) ||D||^2.  strided: Conv(4, 1, stride 2) -> Flatten(1), Lambda = (sw2 * 16/4) * sw2;
+    own_variance: the conv has its own sigma_w2 = 3, Lambda = (3 * 16/4) * sw2; projection: a residual
+    whose block and shortcut are both such convs (uncorrelated branches add), Lambda = 2 (sw2 * 16/4) * sw2."""
     sw2 = 1.7
+    layer, lam_want = {
+        "strided": (serial(Conv(4, 1, stride=2), Flatten(1)), 4 * sw2 * sw2),
+        "own_variance": (serial(Conv(4, 1, stride=2, sigma_w2=3.0), Flatten(1)), 4 * 3.0 * sw2),
+        "projection": (serial(Residual(Conv(4, 1, stride=2, padding="same"), shortcut=Conv(4, 1, stride=2, padding="same")),
+                              Flatten(1)), 2 * 4 * sw2 * sw2),
+    }[case]
+    arch = Architecture(layer, (1, 4, 4))
     lam = arch.lipschitz_factor(sw2)
-    assert lam == pytest.approx(4 * sw2 * sw2, rel=1e-15)
+    assert lam == pytest.approx(lam_want, rel=1e-15)
     x = torch.rand(1, 16, dtype=DT, generator=torch.Generator().manual_seed(0))
     y = x.clone()
     y[0, [0, 2, 8, 10]] += torch.tensor([0.3, -1.0, 0.5, 2.0], dtype=DT)
