@@ -136,7 +136,7 @@ def run(args) -> int:
     out = Path(args.out)
     grid = np.linspace(0.0, max(float(np.max(rm)) if len(rm) else 0.0, 1e-12), 200)
     plot_certified_accuracy(out, {"mean classifier": (grid, certified_accuracy(rm, correct, grid)),
-                                  f"Bayes classifier (delta={res.delta:g})": (grid, certified_accuracy(rb, correct, grid))},
+                                  f"Bayes classifier (δ={res.delta:g})": (grid, certified_accuracy(rb, correct, grid))},
                             p_label=f"l{pk}", title=f"certified accuracy, {res.kernel}")
     print(f"plot: {out} ({time.perf_counter() - t0:.1f} s)")
     return 0

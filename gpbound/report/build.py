@@ -21,7 +21,7 @@ __all__ = ["build_report", "ReportResult", "default_check_list", "GUARANTEE"]
 #: :data:`gpbound.cli._common.GUARANTEE`)
 GUARANTEE = ("With probability ≥ 1−δ over the random network, no input within r of x0 changes the label. "
              "The certified radius r depends only on n (the input dimension), M (Theorem 2: √(|I0|/|I_Lf|)) and "
-             "‖x0‖₂ -- not on the network's weights; the instance radii (marked so) also use the exact √K(x0,x0) "
+             "‖x0‖₂ — not on the network's weights; the instance radii (marked so) also use the exact √K(x0,x0) "
              "and the layer-wise Lipschitz constant L, i.e. the weight and bias variances. δ is the failure "
              "probability the certificate allows; the checks measure how often random networks do change the "
              "label within r. Check (j) certifies trained GP classifiers; its section states its own meaning.")

@@ -163,7 +163,7 @@ def check_dudley(ctx: CheckContext, *, bound: Optional[Callable[[int], float]] =
         rows.append([n, mean, sd, ex, math.sqrt(2 * math.log(2 * n)), bd, bd / ex])
     fig = "dudley.png"
     with figure(ctx.figure_path(fig)) as (f, ax):
-        ax.errorbar(ns, mc, yerr=[3 * s for s in se], fmt="o", ms=4, label="Monte Carlo E max|g_i| (±3 SE)")
+        ax.errorbar(ns, mc, yerr=[3 * s for s in se], fmt="o", ms=4, label=r"Monte Carlo $E\,\max_i |g_i|$ (±3 SE)")
         ax.plot(ns, exact, "-", label="exact (quadrature)")
         ax.plot(ns, [math.sqrt(2 * math.log(2 * n)) for n in ns], ":", label=r"$\sqrt{2\ln 2n}$")
         ax.plot(ns, bnd, "--", label="Dudley bound (library)")
@@ -172,11 +172,11 @@ def check_dudley(ctx: CheckContext, *, bound: Optional[Callable[[int], float]] =
         ax.set_title("Dudley's bound vs exact, linear kernel"), legend_inside(ax)
     return CheckResult(
         name="dudley", title="(a) Dudley's bound vs the exact supremum (linear kernel)",
-        bound=("Dudley (section 3.1, with Theorem 3): E sup_{x∈B₁¹} φ(x) ≤ 8√2 ∫₀^∞ √(ln N(ε)) dε; "
+        bound=("Dudley (section 3.1, with Theorem 3): E sup{φ(x) : x ∈ B₁¹} ≤ 8√2 ∫₀^∞ √(ln N(ε)) dε; "
                "for K(x, y) = x·y the left side is E maxᵢ |gᵢ| (docs/theory.md §4)."),
         measurement=f"Monte Carlo over {S} draws of g ~ N(0, Iₙ) per n, and the exact value by quadrature.",
         tolerance="MC may exceed the bound by 3 standard errors; MC must match the exact value within 4 SE.",
-        comparisons=comps, preset="linear kernel K(x, y) = x.y (no network)", figures=[fig],
+        comparisons=comps, preset="linear kernel K(x, y) = x·y (no network)", figures=[fig],
         table={"columns": ["n", "MC mean", "SE", "exact", "√(2 ln 2n)", "Dudley bound", "bound/exact"],
                "rows": rows},
         numbers={"n": ns, "mc_mean": mc, "mc_se": se, "exact": exact, "dudley": bnd, "samples": S},
@@ -231,7 +231,7 @@ def check_entropy(ctx: CheckContext, *, entropy_integral: Optional[Callable] = N
         measurement="gpbound.covering.entropy_integral (numeric, closed, paper) and an independent scipy "
                     "quadrature of the split integral I₁(n) + (ln n / 2)√(ln 2n).",
         tolerance="numeric ≤ ãₙ exactly; numeric ≥ oracle − 1e-9 and within 1e-4 relative of it.",
-        comparisons=comps, preset="l1 unit ball in R^n (no network)", figures=[fig], finding=finding,
+        comparisons=comps, preset="ℓ1 unit ball in ℝⁿ (no network)", figures=[fig], finding=finding,
         table={"columns": ["n", "oracle", "numeric", "ãₙ", "aₙ (paper)", "numeric/aₙ"], "rows": rows},
         numbers={"n": ns, "numeric": num, "closed": clo, "paper": pap, "oracle": ora, "numeric_above_paper": above,
                  "radius_overstatement_of_a_n": over})

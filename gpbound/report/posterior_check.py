@@ -218,7 +218,7 @@ def check_posterior(ctx: CheckContext, *, certify=None, kernels: Optional[Sequen
     plot_curves = {}
     for name, (rm, rb, correct) in curves.items():
         plot_curves[f"{name} mean"] = (eps, certified_accuracy(rm, correct, eps))
-        plot_curves[f"{name} Bayes (delta={delta})"] = (eps, certified_accuracy(rb, correct, eps))
+        plot_curves[f"{name} Bayes (δ={delta})"] = (eps, certified_accuracy(rb, correct, eps))
     plot_certified_accuracy(ctx.figure_path(fig), plot_curves, title="trained GPs, digits even/odd")
     wall = time.perf_counter() - t0
     numbers["wall_s"] = wall

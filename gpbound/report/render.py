@@ -147,8 +147,8 @@ def _comparisons_caption(r: CheckResult) -> str:
     vac = len(r.vacuous_comparisons)
     text = f"Comparisons: {n - n_fail} of {n} hold"
     if vac:
-        text += (f"; {vac} of them vacuous (the bound is trivial there -- a probability bound >= 1 or an infinite "
-                 "right-hand side -- so they could not fail)")
+        text += (f"; {vac} of them vacuous (the bound is trivial there — a probability bound ≥ 1 or an infinite "
+                 "right-hand side — so they could not fail)")
     if n > MAX_COMPARISONS:
         text += f"; the first {MAX_COMPARISONS} are listed (failing first)"
     return text + "."
@@ -172,7 +172,7 @@ def _html_details(summary: str, body: str, collapse: bool) -> str:
 
 def _html_summary_table(results: Sequence[CheckResult]) -> str:
     """The summary, which is also the table of contents: each check's title links to its section."""
-    out = ["<table><tr>"] + [f'<th class="l">{_esc(c)}</th>' if i == 0 else f"<th>{_esc(c)}</th>"
+    out = ["<table><tr>"] + [f'<th class="l">{_esc(c)}</th>' if i < 3 else f"<th>{_esc(c)}</th>"
                              for i, c in enumerate(_SUMMARY_COLS)] + ["</tr>"]
     for r, row in zip(results, _summary_rows(results)):
         out.append(f"<tr><td class='l'><a href='#{_esc(r.name)}'>{_esc(r.title)}</a></td>"
