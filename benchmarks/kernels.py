@@ -1,23 +1,46 @@
-"""Throughput and scaling of the NNGP kernels (gpbound.kernels).
+"""Throughput of the NNGP kernels (gpbound.kernels) against this machine's floors and neural-tangents.
 
-Prints entries/s for
-  * dense ReLU depth 3 (Dense-ReLU-Dense-ReLU-Dense) on X (2000, 3072) vs the bare float64 Gram X @ X.T,
-  * conv without pooling, 256 images 32x32x3 (diagonal-pixel path),
-  * conv with average pooling, 64 images 16x16x3 (full-pixel path, chunked),
-and scaling with batch, pixels and depth.  ``--quick`` runs small sizes; ``--compile`` switches on
-torch.compile of the elementwise ReLU map (off by default; compilation costs seconds).
+Cases (sigma_w2 = 2, sigma_b2 = 0.1 in every case, float64):
+  dense   Dense-ReLU-Dense-ReLU-Dense, X (2000, 3072)
+  conv    Conv3-ReLU-Conv3-ReLU-Flatten, 256 images 32x32x3 (diagonal pixels)
+  pool    Conv3-ReLU-AvgPool2-Conv3-ReLU-Flatten, 64 images 16x16x3 (full pixels)
+  pool32  the same, 32 images 32x32x3 (not in the default set: minutes on 2 cores)
 
-``--only dense,conv,pool,scaling`` runs a subset of the sections.
+For each case the same run measures the floor: (a) the GEMM of the input covariance (dense: the
+Gram X X^T; spatial cases: the batched GEMM of all pixel pairs), (b) one elementwise pass over the
+state per linear layer (conv, pool; into a preallocated buffer: no page faults), (c) the compiled
+order-1 arc-cosine (ReLU) map per ReLU layer, each at the size of one block of the recursion
+(``max_elements``) and scaled to the entries the recursion computes (the upper triangle of pairs),
+and prints gpbound's time, the floor and their ratio.  ``--compile`` switches on gpbound's compiled
+paths (``enable_compile``: the ReLU map and the full-pixel conv stencil).  The spatial cases also time
+the conv layer's map against :func:`gpbound.kernels.stencil.circular_conv_map` on one block.
 
-Usage: python benchmarks/kernels.py [--quick] [--compile] [--max-elements N] [--repeat R] [--threads T]
-                                    [--only SECTIONS]
+neural-tangents runs side by side when its peer environment exists (``--ntenv``, default ``$NTENV``;
+built by ``bash shared/bench/setup_peer_envs.sh`` with NTENV set); otherwise the script prints
+"neural-tangents: not installed".  Its kernel is also compared with gpbound's (max relative difference).
+
+Usage: python benchmarks/kernels.py [--quick] [--compile] [--only dense,conv,pool,pool32]
+                                    [--max-elements N] [--repeat R] [--threads T] [--json PATH]
+                                    [--ntenv DIR] [--profile]
 """
 import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
 import time
 
+import numpy as np
 import torch
 
 from gpbound.kernels import AvgPool, Architecture, Conv, Dense, Flatten, ReLU, enable_compile, serial
+from gpbound.kernels.state import input_state
+from gpbound.kernels.stencil import circular_conv_map
+
+SW2, SB2 = 2.0, 0.1
+CASES = ("dense", "conv", "pool", "pool32")
 
 
 def timeit(fn, repeat):
@@ -30,101 +53,232 @@ def timeit(fn, repeat):
     return sorted(ts)[len(ts) // 2]
 
 
-def row(name, n_entries, t, extra=""):
-    print(f"{name:<52s} {n_entries:>12,d} {t:>9.3f} s {n_entries / t:>12.3e} {extra}")
+def _relu_floor_fn(sa, sb, k, out):
+    """The order-1 map ``F = s (sin theta + (pi - theta) c) / (2 pi)`` as one fused pass (compiled below)."""
+    s = sa * sb
+    c = torch.nan_to_num(k / s, nan=0.0, posinf=0.0, neginf=0.0).clamp(-1.0, 1.0)
+    out.copy_(s * (torch.sqrt((1.0 - c) * (1.0 + c)) + (math.pi - torch.arccos(c)) * c) * (0.5 / math.pi))
+
+
+_RELU_FLOOR = torch.compile(_relu_floor_fn, dynamic=False)
+
+
+def case_spec(name, quick):
+    """(architecture, X, description, number of ReLU layers, number of linear state passes, full)."""
+    if name == "dense":
+        N, n = (500, 768) if quick else (2000, 3072)
+        arch = Architecture(serial(Dense(1), ReLU(), Dense(1), ReLU(), Dense(1)), (n,))
+        return arch, (N, n), f"dense ReLU depth 3, X ({N}, {n})", 2, 2
+    if name == "conv":
+        B, s = (32, 16) if quick else (256, 32)
+        arch = Architecture(serial(Conv(1, 3), ReLU(), Conv(1, 3), ReLU(), Flatten(1)), (3, s, s))
+        return arch, (B, 3 * s * s), f"conv-ReLU-conv-ReLU-flatten, {B} imgs {s}x{s}x3", 2, 2
+    if name in ("pool", "pool32"):
+        B, s = ((16, 8) if quick else (64, 16)) if name == "pool" else ((8, 16) if quick else (32, 32))
+        arch = Architecture(serial(Conv(1, 3), ReLU(), AvgPool(2), Conv(1, 3), ReLU(), Flatten(1)), (3, s, s))
+        return arch, (B, 3 * s * s), f"conv-ReLU-avgpool2-conv-ReLU-flatten, {B} imgs {s}x{s}x3", 2, 3
+    raise ValueError(name)
+
+
+def block_rows(arch, N, max_elements):
+    """Rows per block of Architecture.kernel (the same rule) and the per-pair state size."""
+    full = arch.full_pixels
+    per_pair = arch.input_pixels ** 2 if full else arch.input_pixels
+    b = max(1, int(math.isqrt(max(1, max_elements // per_pair))))
+    return min(N, b), per_pair, full
+
+
+def floors(arch, X, max_elements, repeat, n_relu, n_pass):
+    """Floor times (s) for the whole case, measured on one block and scaled to the computed entries."""
+    N = X.shape[0]
+    b, per_pair, full = block_rows(arch, N, max_elements)
+    pairs = N * (N + 1) // 2 if b < N else N * N  # the recursion computes the upper triangle of blocks
+    out = {}
+    if len(arch.input_shape) == 1:
+        out["gemm"] = timeit(lambda: X @ X.T, repeat)
+        blk = (N, N)
+        scale = 1.0
+    else:
+        C, P = arch.input_shape[0], arch.input_pixels
+        xb = X[:b].reshape(b, C, P)
+        if full:
+            A = xb.transpose(-1, -2).unsqueeze(1)  # (b, 1, P, C) @ (1, b, C, P)
+            Bm = xb.unsqueeze(0)
+            out["gemm"] = timeit(lambda: torch.matmul(A, Bm), repeat) * pairs / (b * b)
+            blk = (b, b, P, P)
+        else:
+            # per pixel: (P, b, C) @ (P, C, b)
+            A = xb.permute(2, 0, 1).contiguous()
+            Bm = xb.permute(2, 1, 0).contiguous()
+            out["gemm"] = timeit(lambda: torch.bmm(A, Bm), repeat) * pairs / (b * b)
+            blk = (b, b, P)
+        scale = pairs / (b * b)
+    k = torch.rand(blk, dtype=X.dtype) + 0.5
+    buf = torch.empty_like(k)
+    out["pass"] = timeit(lambda: torch.add(k, 1.0, out=buf), repeat) * scale * n_pass
+    out["fresh_pass"] = timeit(lambda: k * 1.0, repeat) * scale * n_pass  # with a fresh allocation
+    sa = torch.ones((1,) * k.dim(), dtype=X.dtype)
+    out["relu_compiled"] = timeit(lambda: _RELU_FLOOR(sa, sa, k, buf), repeat) * scale * n_relu
+    out["floor"] = out["gemm"] + out["pass"] + out["relu_compiled"]
+    out["block_entries"] = int(k.numel())
+    out["computed_entries"] = int(k.numel() * scale)
+    return out
+
+
+def stencil_rows(arch, X, max_elements, repeat):
+    """Time of the conv layer's map vs circular_conv_map on one block state (same run)."""
+    N = X.shape[0]
+    b, _, full = block_rows(arch, N, max_elements)
+    st = input_state(X[:b], X[:b], arch.input_shape, full, False)
+    conv = Conv(1, 3)
+    t_layer = timeit(lambda: conv._kernel(st, SW2, SB2, False), repeat)
+    grid = st.grid
+    t_st = timeit(lambda: (circular_conv_map(st.cross, grid, (3,) * len(grid), SW2, SB2, full),
+                           circular_conv_map(st.var1, grid, (3,) * len(grid), SW2, SB2, full),
+                           circular_conv_map(st.var2, grid, (3,) * len(grid), SW2, SB2, full)), repeat)
+    ref = conv._kernel(st, SW2, SB2, False).cross
+    new = circular_conv_map(st.cross, grid, (3,) * len(grid), SW2, SB2, full)
+    err = float(((ref - new).abs().max() / ref.abs().max()).item())
+    return {"conv_layer_map_s": t_layer, "stencil_s": t_st, "stencil_speedup": t_layer / t_st,
+            "stencil_max_rel_diff": err, "block_state_entries": int(st.cross.numel())}
+
+
+# ---------------------------------------------------------------------------------------- neural-tangents
+NT_SCRIPT = r"""
+import json, sys, time
+import numpy as np
+import jax
+jax.config.update("jax_enable_x64", True)
+from neural_tangents import stax
+import neural_tangents as nt
+case, path, repeat = sys.argv[1], sys.argv[2], int(sys.argv[3])
+X = np.load(path + ".x.npy")
+meta = json.load(open(path + ".json"))
+W, b = meta["sw"], meta["sb"]
+if case == "dense":
+    layers = [stax.Dense(1, W, b), stax.Relu(), stax.Dense(1, W, b), stax.Relu(), stax.Dense(1, W, b)]
+    Xn = X
+else:
+    C, s = meta["shape"][0], meta["shape"][1]
+    Xn = X.reshape(X.shape[0], C, s, s).transpose(0, 2, 3, 1)  # NHWC
+    conv = lambda: stax.Conv(1, (3, 3), padding="CIRCULAR", W_std=W, b_std=b)
+    layers = [conv(), stax.Relu()]
+    if case.startswith("pool"):
+        layers += [stax.AvgPool((2, 2), strides=(2, 2))]
+    layers += [conv(), stax.Relu(), stax.Flatten(), stax.Dense(1, W, b)]
+_, _, kfn = stax.serial(*layers)
+bs = meta["nt_batch"]
+fn = nt.batch(kfn, batch_size=bs, store_on_device=False) if bs else jax.jit(kfn, static_argnames="get")
+run = lambda: np.asarray(fn(Xn, None, "nngp"))
+K = run()
+ts = []
+for _ in range(repeat):
+    t = time.perf_counter(); run(); ts.append(time.perf_counter() - t)
+np.save(path + ".k.npy", K)
+print(json.dumps({"nt_s": sorted(ts)[len(ts) // 2]}))
+"""
+
+
+def run_nt(ntenv, case, arch, X, repeat, K):
+    py = os.path.join(ntenv, "bin", "python")
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "case")
+        np.save(path + ".x.npy", X.numpy())
+        shape = list(arch.input_shape)
+        nt_batch = {"dense": 0, "conv": 64, "pool": 16, "pool32": 8}[case]
+        if X.shape[0] % max(1, nt_batch):
+            nt_batch = 0
+        json.dump({"sw": math.sqrt(SW2), "sb": math.sqrt(SB2), "shape": shape, "nt_batch": nt_batch},
+                  open(path + ".json", "w"))
+        r = subprocess.run([py, "-c", NT_SCRIPT, case, path, str(repeat)], capture_output=True, text=True)
+        if r.returncode != 0:
+            return {"nt_error": r.stderr.strip().splitlines()[-1] if r.stderr.strip() else f"rc {r.returncode}"}
+        res = json.loads(r.stdout.strip().splitlines()[-1])
+        Knt = torch.from_numpy(np.load(path + ".k.npy")).to(K.dtype).reshape(K.shape)
+        res["nt_max_rel_diff"] = float(((Knt - K).abs().max() / K.abs().max()).item())
+        return res
+
+
+def profile_block(arch, X, max_elements, top=12):
+    """torch.profiler table (self CPU time) of one block of the recursion."""
+    b, _, _ = block_rows(arch, X.shape[0], max_elements)
+    xb = X[:b]
+    arch.kernel(xb, sigma_w2=SW2, sigma_b2=SB2, max_elements=max_elements)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        arch.kernel(xb, sigma_w2=SW2, sigma_b2=SB2, max_elements=max_elements)
+    return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=top)
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
-    p.add_argument("--compile", action="store_true", help="torch.compile the elementwise ReLU map")
+    p.add_argument("--compile", action="store_true", help="gpbound's compiled paths (enable_compile)")
     p.add_argument("--max-elements", type=int, default=2 ** 24)
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
-    p.add_argument("--only", default="dense,conv,pool,scaling",
-                   help="comma-separated sections to run: dense, conv, pool, scaling (default: all)")
+    p.add_argument("--only", default="dense,conv,pool", help=f"comma-separated cases from {', '.join(CASES)}")
+    p.add_argument("--json", default=None, help="write the results to this JSON file ('-': stdout)")
+    p.add_argument("--ntenv", default=os.environ.get("NTENV"), help="neural-tangents peer environment")
+    p.add_argument("--profile", action="store_true", help="print a torch.profiler table of one block per case")
     a = p.parse_args(argv)
-    only = {x.strip() for x in a.only.split(",") if x.strip()}
-    unknown = only - {"dense", "conv", "pool", "scaling"}
+    only = [x.strip() for x in a.only.split(",") if x.strip()]
+    unknown = set(only) - set(CASES)
     if unknown:
-        p.error(f"--only: unknown sections {sorted(unknown)}; allowed: dense, conv, pool, scaling")
+        p.error(f"--only: unknown cases {sorted(unknown)}; allowed: {', '.join(CASES)}")
     if a.threads:
         torch.set_num_threads(a.threads)
     enable_compile(a.compile)
-    torch.manual_seed(0)
-    q = a.quick
-    dt = torch.float64
-    me = a.max_elements
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, compile={a.compile}, "
-          f"max_elements={me}")
-    print(f"{'work':<52s} {'entries':>12s} {'time':>11s} {'entries/s':>12s}")
-
-    # sections: 1. dense ReLU depth 3 vs the Gram matrix, 2. conv (diagonal pixels), 3. conv +
-    # pooling (full pixels), 4. scaling
-    if "dense" in only:
-        bench_dense(a, q, dt, me)
-    if "conv" in only:
-        bench_conv(a, q, dt, me)
-    if "pool" in only:
-        bench_pool(a, q, dt, me)
-    if "scaling" in only:
-        bench_scaling(a, q, dt, me)
-
-
-def bench_dense(a, q, dt, me):
-    """Dense ReLU depth 3 vs the bare Gram matrix."""
-    N, n = (500, 768) if q else (2000, 3072)
-    X = torch.rand(N, n, dtype=dt)
-    dense = Architecture(serial(Dense(1), ReLU(), Dense(1), ReLU(), Dense(1)), (n,))
-    tg = timeit(lambda: X @ X.T, a.repeat)
-    td = timeit(lambda: dense.kernel(X, max_elements=me), a.repeat)
-    row(f"Gram X @ X.T, X ({N}, {n})", N * N, tg)
-    row("dense ReLU depth 3 (Dense-ReLU-Dense-ReLU-Dense)", N * N, td, f"ratio to Gram {td / tg:.2f}x")
-
-
-
-def bench_conv(a, q, dt, me):
-    """Conv without pooling (diagonal pixel path)."""
-    B, s = (32, 16) if q else (256, 32)
-    Xc = torch.rand(B, 3 * s * s, dtype=dt)
-    conv = Architecture(serial(Conv(1, 3), ReLU(), Conv(1, 3), ReLU(), Flatten(1)), (3, s, s))
-    t = timeit(lambda: conv.kernel(Xc, max_elements=me), 1)
-    row(f"conv-ReLU-conv-ReLU-flatten, {B} imgs {s}x{s}x3", B * B, t, f"pixel entries/s {B * B * s * s / t:.3e}")
-
-
-
-def bench_pool(a, q, dt, me):
-    """Conv with pooling (full pixel path)."""
-    B, s = (16, 8) if q else (64, 16)
-    Xp = torch.rand(B, 3 * s * s, dtype=dt)
-    pool = Architecture(serial(Conv(1, 3), ReLU(), AvgPool(2), Conv(1, 3), ReLU(), Flatten(1)), (3, s, s))
-    t = timeit(lambda: pool.kernel(Xp, max_elements=me), 1)
-    row(f"conv-ReLU-avgpool2-conv-ReLU-flatten, {B} imgs {s}x{s}x3", B * B, t,
-        f"pixel-pair entries/s {B * B * s ** 4 / t:.3e}")
-
-
-
-def bench_scaling(a, q, dt, me):
-    """Scaling with batch, pixels and depth."""
-    print("\nscaling (dense ReLU net; conv no-pool net)")
-    for N in ([250, 500] if q else [500, 1000, 2000]):
-        Xs = torch.rand(N, 768, dtype=dt)
-        arch = Architecture(serial(Dense(1), ReLU(), Dense(1), ReLU(), Dense(1)), (768,))
-        t = timeit(lambda: arch.kernel(Xs, max_elements=me), 1)
-        row(f"  batch N={N} (dense, n=768)", N * N, t)
-    for s in ([8, 16] if q else [8, 16, 32]):
-        Xs = torch.rand(64, 3 * s * s, dtype=dt)
-        arch = Architecture(serial(Conv(1, 3), ReLU(), Conv(1, 3), ReLU(), Flatten(1)), (3, s, s))
-        t = timeit(lambda: arch.kernel(Xs, max_elements=me), 1)
-        row(f"  pixels {s}x{s} (conv, 64 imgs)", 64 * 64, t, f"{t / (s * s) * 1e3:.3f} ms/pixel")
-    for depth in ([1, 4] if q else [1, 2, 4, 8]):
-        layers = []
-        for _ in range(depth):
-            layers += [Conv(1, 3), ReLU()]
-        arch = Architecture(serial(*layers, Flatten(1)), (3, 16, 16))
-        Xs = torch.rand(64, 768, dtype=dt)
-        t = timeit(lambda: arch.kernel(Xs, max_elements=me), 1)
-        row(f"  depth {depth} (conv 16x16, 64 imgs)", 64 * 64, t)
+    have_nt = bool(a.ntenv) and os.path.exists(os.path.join(a.ntenv, "bin", "python"))
+    info = {"torch": torch.__version__, "threads": torch.get_num_threads(), "compile": a.compile,
+            "max_elements": a.max_elements, "sigma_w2": SW2, "sigma_b2": SB2, "load_avg": os.getloadavg()}
+    print(", ".join(f"{k}={v}" for k, v in info.items()))
+    if not have_nt:
+        print("neural-tangents: not installed")
+    results = []
+    for case in only:
+        arch, (N, n), desc, n_relu, n_pass = case_spec(case, a.quick)
+        torch.manual_seed(0)
+        X = torch.rand(N, n, dtype=torch.float64)
+        K = arch.kernel(X, sigma_w2=SW2, sigma_b2=SB2, max_elements=a.max_elements)
+        t = timeit(lambda: arch.kernel(X, sigma_w2=SW2, sigma_b2=SB2, max_elements=a.max_elements), a.repeat)
+        r = {"case": case, "work": desc, "gpbound_s": t}
+        r.update(floors(arch, X, a.max_elements, a.repeat, n_relu, n_pass))
+        r["ratio_to_floor"] = t / r["floor"]
+        if case != "dense":
+            r.update(stencil_rows(arch, X, a.max_elements, a.repeat))
+        if have_nt:
+            r.update(run_nt(a.ntenv, case, arch, X, a.repeat, K))
+            if "nt_s" in r:
+                r["nt_over_gpbound"] = r["nt_s"] / t
+        results.append(r)
+        print(f"\n{desc}")
+        print(f"  gpbound {t:8.3f} s | floor {r['floor']:8.3f} s (GEMM {r['gemm']:.3f} + passes {r['pass']:.3f} "
+              f"+ compiled ReLU maps {r['relu_compiled']:.3f}; fresh-allocation passes {r['fresh_pass']:.3f}) | "
+              f"gpbound / floor {r['ratio_to_floor']:.2f}x")
+        if "stencil_s" in r:
+            print(f"  one block ({r['block_state_entries']:,d} entries): conv layer map {r['conv_layer_map_s']:.3f} s, "
+                  f"stencil {r['stencil_s']:.3f} s ({r['stencil_speedup']:.2f}x, max rel diff "
+                  f"{r['stencil_max_rel_diff']:.1e})")
+        if "nt_s" in r:
+            print(f"  neural-tangents {r['nt_s']:8.3f} s | NT / gpbound {r['nt_over_gpbound']:.2f}x | "
+                  f"max rel diff {r['nt_max_rel_diff']:.1e}")
+        elif "nt_error" in r:
+            print(f"  neural-tangents failed: {r['nt_error']}")
+        if a.profile:
+            print(profile_block(arch, X, a.max_elements))
+    print(f"\n{'case':<8s} {'gpbound s':>10s} {'floor s':>9s} {'ratio':>7s} {'NT s':>9s} {'NT/gpb':>7s}")
+    for r in results:
+        nt_s = f"{r['nt_s']:9.3f}" if "nt_s" in r else f"{'-':>9s}"
+        nt_r = f"{r['nt_over_gpbound']:7.2f}" if "nt_s" in r else f"{'-':>7s}"
+        print(f"{r['case']:<8s} {r['gpbound_s']:10.3f} {r['floor']:9.3f} {r['ratio_to_floor']:7.2f} {nt_s} {nt_r}")
+    if a.json:
+        doc = json.dumps({"info": info, "results": results}, indent=1)
+        if a.json == "-":
+            print(doc)
+        else:
+            with open(a.json, "w") as f:
+                f.write(doc)
+    return results
 
 
 if __name__ == "__main__":

@@ -217,8 +217,9 @@ def _diag_pixel_cov(x1c: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
     a = x1c.unsqueeze(-3)  # (..., N1, 1, C, P)
     b = x2.unsqueeze(-4)  # (..., 1, N2, C, P)
     per = max(1, P * max(1, math.prod(lead)))  # entries per pair (i, j)
-    cols = max(1, min(N2, _COV_CHUNK // per))
-    rows = max(1, _COV_CHUNK // (per * cols))
+    budget = _COV_CHUNK if out.device.type == "cpu" else N1 * N2 * per  # cache blocks: CPU only
+    cols = max(1, min(N2, budget // per))
+    rows = max(1, budget // (per * cols))
     for i in range(0, N1, rows):
         for j in range(0, N2, cols):
             o = out[..., i:i + rows, j:j + cols, :]
