@@ -148,10 +148,16 @@ def circular_conv_map(t: torch.Tensor, grid, patch, sigma_w2, sigma_b2, full: bo
     if t.dim() < nd or tuple(t.shape[t.dim() - nd:]) != grid * (2 if full else 1):
         raise ValueError(f"t must end with the pixel dims {grid * (2 if full else 1)}; got {tuple(t.shape)}")
     npix = math.prod(patch)
-    grad = t.requires_grad or isinstance(sigma_w2, torch.Tensor) or isinstance(sigma_b2, torch.Tensor)
-    if grad:
+    if t.requires_grad:
         return _rolled_map(t, grid, patch, full, sigma_w2 / npix, sigma_b2)
-    scale, shift = float(sigma_w2) / npix, float(sigma_b2)
+    if isinstance(sigma_w2, torch.Tensor) or isinstance(sigma_b2, torch.Tensor):
+        # variances with gradients (hyperparameter fits): the fast box sum, then the differentiable affine map
+        return _fast_map(t, grid, patch, full, 1.0, 0.0, nd) * (sigma_w2 / npix) + sigma_b2
+    return _fast_map(t, grid, patch, full, float(sigma_w2) / npix, float(sigma_b2), nd)
+
+
+def _fast_map(t, grid, patch, full, scale, shift, nd):
+    """No-autograd ``shift + scale * sum_b K_{a+b(, a'+b)}``: compiled (full pixels) or eager chunks."""
     if _COMPILED["on"] and full:  # diagonal pixels: the compiled roll sum measured slower than the eager chunks
         if _COMPILED_STENCIL["fn"] is None:
             # dynamic=None: the pixel dims stay static (the modular indices of the wrap then compile to

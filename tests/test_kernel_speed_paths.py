@@ -178,3 +178,19 @@ def test_compiled_paths_equal_defining_formulas():
     sref, mag = _stencil_oracle(t, grid, patch, 2.0, 0.1, True)
     assert _rel(S, sref, mag) < RTOL
     assert not arccos_mod._COMPILED["on"]
+
+
+@pytest.mark.parametrize("full", [False, True])
+def test_stencil_variance_gradients_on_fast_path(full):
+    g = torch.Generator().manual_seed(6)
+    grid, patch = (5, 4), (3, 3)
+    t = torch.randn(3, *grid, *(grid if full else ()), generator=g, dtype=DT)  # no grad: the fast box sum
+    sw2 = torch.tensor(2.0, dtype=DT, requires_grad=True)
+    sb2 = torch.tensor(0.3, dtype=DT, requires_grad=True)
+    out = circular_conv_map(t, grid, patch, sw2, sb2, full)
+    ref, mag = _stencil_oracle(t, grid, patch, 2.0, 0.3, full)
+    assert _rel(out.detach(), ref, mag) < RTOL
+    gs, gb = torch.autograd.grad(out.sum(), (sw2, sb2))
+    box = (ref - 0.3) / 2.0  # sum_b K / |P|
+    assert abs(float(gs) - box.sum()) <= RTOL * np.abs(box).sum() * 10
+    assert float(gb) == out.numel()
