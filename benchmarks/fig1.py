@@ -11,6 +11,8 @@ time. --quick: a smoke version (seconds). Results are appended to --out (JSON li
 default in the temp dir) and resumed if the file exists (delete it for a fresh timing).
 
     python benchmarks/fig1.py --quick
+    python benchmarks/fig1.py --throughput --sizes 12 32    # attacked points per second, batched vs unbatched
+                                                          # (faithful full width, float32, boxed [0, 1])
     python benchmarks/fig1.py                       # 317 s measured on 2 cores (2026-11-29), slopes l1 +0.48, l2 -0.03, linf -0.54
 """
 import argparse
@@ -39,7 +41,12 @@ def main(argv=None):
     ap.add_argument("--out", default=None, help="results file (JSON lines; resumed)")
     ap.add_argument("--png", default=None, help="write the Fig 1-2 plot here")
     ap.add_argument("--scheduler", default=None, help="dask scheduler address")
+    ap.add_argument("--throughput", action="store_true",
+                    help="measure attacked points (x norms) per second, batched (NetworkEnsemble) vs one network at "
+                         "a time, on the faithful network at full width, depth 20, float32, boxed [0, 1]")
     args = ap.parse_args(argv)
+    if args.throughput:
+        return throughput(args.sizes or [12, 32], args.networks or 2, args.points or 1, args.steps or 20)
     if args.quick:
         d = dict(sizes=[4, 8, 12, 16], networks=3, points=2, width_scale=0.25, blocks=1, steps=10)
     else:
@@ -75,6 +82,32 @@ def main(argv=None):
           f"x {len(sizes)} sizes, 3 norms each)")
     if args.png:
         print("plot:", plot_distances_vs_n(res, args.png))
+    return 0
+
+
+def throughput(sizes, networks, points, steps):
+    """Attacked points per second (and per CPU second of this process: a fair figure on a shared machine),
+    batched vs unbatched, with the same networks, points and attack (minimal_distance, ``steps``)."""
+    import torch
+
+    from gpbound.experiments.figures import distance_block_task
+
+    torch.set_num_threads(1)
+    rows = []
+    for s in sizes:
+        for batched in (True, False):
+            p = dict(preset="faithful", image_size=s, net_seeds=list(range(networks)), n_points=points,
+                     norms=list(NORMS), widths=[32, 64, 128], blocks_per_stack=3, dtype="float32", bounds=[0.0, 1.0],
+                     batched=batched)
+            w0, c0 = time.perf_counter(), time.process_time()
+            out = distance_block_task(p, attack_kwargs={"steps": steps})
+            wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+            row = {"s": s, "n": 3 * s * s, "batched": batched, "networks": networks, "points": points, "steps": steps,
+                   "point_norms": out["points"], "wall_s": wall, "cpu_s": cpu,
+                   "per_wall_s": out["points"] / wall, "per_cpu_s": out["points"] / cpu,
+                   "distances": {nm: [list(map(float, r[nm]["distance"])) for r in out["networks"]] for nm in NORMS}}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
     return 0
 
 

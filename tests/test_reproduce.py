@@ -193,21 +193,28 @@ def test_paper_protocol_dry_run_lists_the_13_sizes_and_counts(monkeypatch, capsy
     assert len(diffs) == 1 and "attack" in diffs[0]
 
 
-def test_calibration_measures_the_cost_exponent():
-    """A stand-in attack whose time is proportional to n: the fitted exponent is ~1 (sleep jitter: 0.25)."""
+def test_calibration_measures_the_cost_exponent(monkeypatch):
+    """A stand-in attack that costs 0.01 n^1.5 seconds on a fake clock: the calibration recovers c and the
+    exponent exactly, and the cost model adds up the sizes."""
+    clock = [0.0]
+
     def timed(f, x0, norm, **kw):
-        time.sleep(4e-3 * x0.shape[1])
+        clock[0] += 0.01 * x0.shape[1] ** 1.5 * x0.shape[0]         # per row
         return output_attack(f, x0, norm)
 
-    config = figures.distance_tasks(sizes=(4, 8), n_networks=2, n_points=1, widths=(4, 8, 8), blocks_per_stack=1,
+    monkeypatch.setattr(figures, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
+    config = figures.distance_tasks(sizes=(4, 8, 12), n_networks=2, n_points=1, widths=(4, 8, 8), blocks_per_stack=1,
                                     attack=timed)[0]
     cal = figures.calibrate_cost(config, config["sizes"], attack=timed)
-    assert cal["sizes"] == [4, 8] and cal["n"] == [48.0, 192.0]
-    assert cal["exponent"] == pytest.approx(1.0, abs=0.25)
-    model = figures.cost_model(config, cal, workers=(1, 4))
-    assert model["tasks"] == 2 and model["total_s"] == pytest.approx(
-        sum(2 * 1 * 3 * cal["c"] * n ** cal["exponent"] for n in (48, 192)))
-    assert model["workers"][4] <= model["workers"][1]
+    assert cal["sizes"] == [4, 8] and cal["n"] == [48.0, 192.0]          # smallest, and n nearest 4x
+    assert cal["exponent"] == pytest.approx(1.5, rel=1e-12) and cal["c"] == pytest.approx(0.01, rel=1e-12)
+    model = figures.cost_model(config, cal, workers=(1, 4, 1000))
+    assert model["tasks"] == 3 and model["total_s"] == pytest.approx(
+        sum(2 * 1 * 3 * 0.01 * n ** 1.5 for n in (48, 192, 432)), rel=1e-12)
+    assert model["workers"][1] == pytest.approx(model["total_s"] / 3600)
+    assert model["longest_task_s"] == pytest.approx(2 * 1 * 3 * 0.01 * 432 ** 1.5)      # the largest size's block
+    assert model["workers"][4] == pytest.approx(max(model["total_s"] / 4, model["longest_task_s"]) / 3600)
+    assert model["workers"][1000] == pytest.approx(model["longest_task_s"] / 3600)   # one task per worker at most
 
 
 def test_cli_rejects_a_box_that_excludes_the_images(capsys):

@@ -32,7 +32,7 @@ __all__ = ["REPORT_FIG1", "fig1_results", "check_fig1", "slope_allowance", "ci_g
 #: the report's reduced faithful configuration (default run; quick: a smoke run)
 REPORT_FIG1 = {"sizes": (4, 8, 12, 16, 24, 32), "n_networks": 6, "n_points": 3, "widths": (8, 16, 32),
                "blocks_per_stack": 1, "attack_kwargs": {"steps": 20}, "bounds": (0.0, 1.0), "dtype": "float64"}
-_QUICK = {"sizes": (4, 8), "n_networks": 2, "n_points": 1, "widths": (4, 4, 4), "blocks_per_stack": 1,
+_QUICK = {"sizes": (4, 8), "n_networks": 2, "n_points": 1, "widths": (8, 8, 8), "blocks_per_stack": 1,
           "attack_kwargs": {"steps": 20}, "bounds": (0.0, 1.0), "dtype": "float64"}
 _CACHE: Dict[tuple, dict] = {}
 
