@@ -102,7 +102,7 @@ def load_architecture(spec: str, image_size: Optional[int] = None):
     spec : str
         Preset name (``gpbound.kernels.presets.PRESETS``) or path of a ``.json``,
         ``.yaml`` or ``.yml`` file.  A preset of ``FINITE_PRESETS`` (the authors' "faithful"
-        network) or a file without an analytic kernel is refused with the reason.
+        network, no analytic kernel) is refused with the reason.
     image_size : int, optional
         Image side for presets; a file fixes its own ``input_shape``.
 
@@ -114,7 +114,7 @@ def load_architecture(spec: str, image_size: Optional[int] = None):
     Raises
     ------
     UserError
-        Unknown preset, missing or malformed file, no analytic NNGP kernel.
+        Unknown preset, missing or malformed file, a preset without an analytic NNGP kernel.
     """
     path = Path(spec)
     looks_like_file = path.suffix.lower() in (".json", ".yaml", ".yml") or path.exists() or "/" in spec
@@ -142,7 +142,6 @@ def load_architecture(spec: str, image_size: Optional[int] = None):
             arch = Architecture.from_dict(data)
         except (KeyError, ValueError, TypeError) as exc:
             raise UserError(f"invalid architecture file {spec!r}: {_exc_text(exc)}")
-        _require_analytic(arch, f"architecture file {spec!r}")
         return arch, str(path)
     presets, names = _presets()
     finite_only = sorted(presets.FINITE_PRESETS)
