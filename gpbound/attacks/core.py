@@ -18,16 +18,19 @@ from typing import Callable, Dict, Optional, Sequence, Tuple
 import torch
 
 from .coordinate import coordinate_attack
-from .deepfool import linearization_attack
+from .deepfool import linearization_attack, refine_boundary
+from .fab import fab_attack
 from .fmn import ddn_attack, fmn_attack
 from .norms import lp_norm, parse_norm
 from ..ensemble import NetworkEnsemble
 from .verify import evaluate, evaluate_alone, verify
 
-#: attacks run by default for each norm (keys of :data:`ATTACKS`)
+#: attacks run by default for each norm without a box (keys of :data:`ATTACKS`)
 DEFAULT_ATTACKS = {1.0: ("linear", "fmn", "coord"), 2.0: ("linear", "fmn", "ddn"),
                    math.inf: ("linear", "fmn")}
-ATTACKS = ("linear", "fmn", "ddn", "coord")
+#: attacks run by default inside a box: FMN (foolbox's step sizes), then FAB on the rows FMN missed
+DEFAULT_BOXED_ATTACKS = {1.0: ("fmn", "fab"), 2.0: ("fmn", "fab"), math.inf: ("fmn", "fab")}
+ATTACKS = ("linear", "fmn", "ddn", "coord", "fab")
 
 
 @dataclass
@@ -134,14 +137,22 @@ def minimal_distance(f: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor
                      steps: int = 100, bounds: Optional[Tuple[float, float]] = None,
                      generator: Optional[torch.Generator] = None,
                      attacks: Optional[Sequence[str]] = None, restarts: int = 0,
-                     bisection_steps: int = 50, dtype: Optional[torch.dtype] = None,
-                     device=None, reverify_alone: bool = True) -> AttackResult:
+                     bisection_steps: Optional[int] = None, dtype: Optional[torch.dtype] = None,
+                     device=None, reverify_alone: bool = True, polish_steps: Optional[int] = None
+                     ) -> AttackResult:
     """Smallest verified lp distance from each ``x0`` to the decision boundary ``f = 0``.
 
-    Runs an ensemble of minimal-norm attacks (the gradient-linearisation/DeepFool
-    attack with boundary refinement, FMN for every norm, DDN for l2, and for l1 a line
-    search along single coordinates, run last, up to the best distance found so far:
-    :func:`gpbound.attacks.coordinate.coordinate_attack`), verifies each
+    Runs an ensemble of minimal-norm attacks, verifies each candidate and keeps per
+    point the smallest verified distance.  Without a box (``DEFAULT_ATTACKS``): the
+    gradient-linearisation/DeepFool attack with boundary refinement, FMN for every norm,
+    DDN for l2, and for l1 a line search along single coordinates, run last, up to the
+    best distance found so far (:func:`gpbound.attacks.coordinate.coordinate_attack`).
+    In a box (``DEFAULT_BOXED_ATTACKS``): FMN with foolbox's step sizes (in input units),
+    then the box-aware FAB attack (:func:`gpbound.attacks.fab.fab_attack`, exact boxed
+    projections, for l1 a fractional knapsack) only on the rows FMN missed (skipped when
+    there are none), and ``polish_steps`` boundary linearisations of the best points
+    (:func:`gpbound.attacks.deepfool.refine_boundary`).  Each attack's
+    candidate is verified
     candidate (label flip ``f(x0) f(x_adv) < 0`` with a margin of a few hundred
     rounding units of ``|f(x0)|`` in the working dtype,
     :func:`gpbound.attacks.verify.flip_margin`), bisects it onto the boundary along
@@ -173,8 +184,11 @@ def minimal_distance(f: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor
         unconstrained ``R^n``, as in the theory.
     generator : torch.Generator, optional
         Random source of the restarts.
-    attacks : sequence of {"linear", "fmn", "ddn", "coord"}, optional
-        Ensemble to run, in this order; default ``DEFAULT_ATTACKS[p]``. ``"coord"``
+    attacks : sequence of {"linear", "fmn", "ddn", "coord", "fab"}, optional
+        Ensemble to run, in this order; default ``DEFAULT_ATTACKS[p]``, or
+        ``DEFAULT_BOXED_ATTACKS[p]`` when ``bounds`` is given.  ``"fab"`` runs
+        ``max(10, steps // 2)`` iterations; after another attack only on the rows without
+        a verified example (skipped when there are none).  ``"coord"``
         searches single-coordinate moves up to the best distance so far (or ``||x0||_1``),
         so it belongs last; it suits l1 (the vertices of the l1 ball are single-coordinate
         moves) and is allowed, if rarely useful, for l2 and linf.
@@ -182,7 +196,9 @@ def minimal_distance(f: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor
         Extra runs of the linearisation attack and FMN from random points at lp
         distance ``d * 100**(-u)``, ``u ~ U(0, 1)``, from ``x0`` (``d`` the current best
         distance, or ``max(||x0||_p, 1)`` where none was found).
-    bisection_steps : int, default 50
+    bisection_steps : int or None, default None
+        Halvings of the final bisection; ``None``: 50 in float64, 32 in float32 (the
+        resolution of the segment in that dtype).
     dtype : torch.dtype or None, default None
         Working dtype of ``x0`` and of the attack.  ``None`` follows the model: the
         parameter dtype of ``f`` when it is a ``torch.nn.Module`` or a
@@ -199,6 +215,11 @@ def minimal_distance(f: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor
         flips there too.  ``False`` only for an ``f`` that takes exactly ``B`` rows (e.g.
         parameters per row); without it such an ``f`` raises ``ValueError``.
 
+    polish_steps : int or None, default None
+        Boundary linearisations of the best verified points after the ensemble (each
+        tries the exact minimal-lp point of ``x0`` on the linearised boundary inside the box,
+        accepted when verified and closer); ``None``: 1 with ``bounds``, 0 without.
+
     Returns
     -------
     AttackResult
@@ -207,7 +228,8 @@ def minimal_distance(f: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor
     ------
     ValueError
         Unknown norm or attack, ``x0`` not ``(B, n)`` or not finite, ``f(x0)`` not
-        finite, ``steps < 1``, bad ``bounds``; ``f`` not accepting a batch of one row
+        finite, ``steps < 1``, bad ``bounds``, ``bisection_steps`` or ``polish_steps``;
+        ``f`` not accepting a batch of one row
         while ``reverify_alone`` is true.
     TypeError
         ``f`` not callable, not differentiable, or returning a non-tensor; ``dtype``
@@ -217,14 +239,25 @@ def minimal_distance(f: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor
     ----------
     Pintor et al., "Fast Minimum-norm Adversarial Attacks through Adaptive Norm
     Constraints", NeurIPS 2021.  Rony et al., "Decoupling Direction and Norm for
-    Efficient Gradient-Based L2 Adversarial Attacks", CVPR 2019.  Moosavi-Dezfooli et
+    Efficient Gradient-Based L2 Adversarial Attacks", CVPR 2019.  Croce and Hein,
+    "Minimally distorted Adversarial Examples with a Fast Adaptive Boundary Attack",
+    ICML 2020.  Moosavi-Dezfooli et
     al., "DeepFool", CVPR 2016; Modas et al., "SparseFool", CVPR 2019.
     """
     p = parse_norm(norm)
     x0, bounds = _check_inputs(f, x0, steps, bounds, dtype, device)
     if isinstance(restarts, bool) or not isinstance(restarts, int) or restarts < 0:
         raise ValueError(f"restarts must be an int >= 0; got {restarts!r}")
-    names = tuple(DEFAULT_ATTACKS[p] if attacks is None else attacks)
+    if bisection_steps is None:  # halvings that reach the dtype's resolution of the segment
+        bisection_steps = 50 if x0.dtype == torch.float64 else 32
+    if isinstance(bisection_steps, bool) or not isinstance(bisection_steps, int) or bisection_steps < 1:
+        raise ValueError(f"bisection_steps must be None or an int >= 1; got {bisection_steps!r}")
+    if polish_steps is None:
+        polish_steps = 0 if bounds is None else 1
+    if isinstance(polish_steps, bool) or not isinstance(polish_steps, int) or polish_steps < 0:
+        raise ValueError(f"polish_steps must be None or an int >= 0; got {polish_steps!r}")
+    defaults = DEFAULT_ATTACKS if bounds is None else DEFAULT_BOXED_ATTACKS
+    names = tuple(defaults[p] if attacks is None else attacks)
     for name in names:
         if name not in ATTACKS:
             raise ValueError(f"attacks must be a subset of {ATTACKS}; got {name!r}")
@@ -254,7 +287,18 @@ def minimal_distance(f: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor
             return linearization_attack(f, x0, y0, p, steps=max(10, steps // 2),
                                         refine_steps=max(5, steps // 5), bounds=bounds, start=start)
         if name == "fmn":
-            return fmn_attack(f, x0, y0, p, steps=steps, bounds=bounds, start=start)
+            if bounds is None:
+                return fmn_attack(f, x0, y0, p, steps=steps, start=start)
+            # in a box: foolbox's step sizes, in input units (1 for [0, 1])
+            return fmn_attack(f, x0, y0, p, steps=steps, bounds=bounds, start=start, input_units=True,
+                              alpha_init=bounds[1] - bounds[0])
+        if name == "fab":
+            # after another attack: only the rows without a verified example yet (none: skipped)
+            active = None if (start is not None or not per_attack) else ~best_ok & ~zero
+            if active is not None and not bool(active.any()):
+                return None
+            return fab_attack(f, x0, y0, p, steps=max(10, steps // 2), bounds=bounds, start=start,
+                              active=active)[0]
         if name == "coord":
             ok = torch.isfinite(best_d) & (best_d > 0)
             t_max = torch.where(ok, best_d, lp_norm(x0, 1.0).clamp_min(1.0))
@@ -264,6 +308,8 @@ def minimal_distance(f: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor
 
     def accept(label, cand):
         nonlocal best_d, best_x, best_ok
+        if cand is None:
+            return
         xb, d, ok = verify(f, x0, cand, p, y0=y0, bisection_steps=bisection_steps, bounds=bounds,
                            y0_alone=y0_alone, reverify_alone=reverify_alone)
         per_attack[label] = d if label not in per_attack else torch.minimum(per_attack[label], d)
@@ -281,11 +327,14 @@ def minimal_distance(f: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor
         if gen is None:
             gen = torch.Generator().manual_seed(0)
         ref = torch.where(torch.isfinite(best_d), best_d, lp_norm(x0, p).clamp_min(1.0))
-        for name in [nm for nm in names if nm in ("linear", "fmn")]:  # "coord" is deterministic
+        for name in [nm for nm in names if nm in ("linear", "fmn", "fab")]:  # "coord" is deterministic
             # log-uniform start radius in [ref/100, ref]: explores pockets much nearer than ref
             u = torch.rand(B, generator=gen, dtype=x0.dtype).to(x0.device)
             accept(name, run(name, start=_random_start(x0, ref * 100.0 ** (-u), p, gen)))
 
+    if polish_steps > 0 and bool(best_ok.any()):
+        # walk the best points along the boundary towards x0 (exact boxed projections of x0)
+        accept("polish", refine_boundary(f, x0, y0, best_x, best_ok, p, steps=polish_steps, bounds=bounds))
     best_d = torch.where(zero, torch.zeros_like(best_d), best_d)
     best_ok = best_ok & ~zero
     return AttackResult(distance=best_d, x_adv=best_x, success=best_ok, norm=p,

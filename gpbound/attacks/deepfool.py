@@ -9,15 +9,17 @@ as in SparseFool, since single-coordinate steps explore poorly): from the iterat
 with ``d_p(g)`` the unit-lp vector maximising ``<g, d>`` (``g/||g||_2``, ``sign g``,
 or ``sign(g_j) e_j`` at the largest ``|g_j|``), until the label flips.
 
-Phase 2 (refinement, as in SparseFool / FAB): bisect the adversarial example onto
-the boundary point ``x_b``, linearise ``f`` there and take the lp projection *of
-x0* onto that hyperplane,
+Phase 2 (refinement, as in SparseFool / FAB; :func:`refine_boundary`): bisect the
+adversarial example onto the boundary point ``x_b``, linearise ``f`` there and take the
+lp projection *of x0* onto that hyperplane (inside the box where there is one: the exact
+boxed projection :func:`gpbound.attacks.norms.project_hyperplane_box`, for l1 a
+fractional knapsack that saturates coordinates at the box faces),
 
 .. math:: x' = x_0 - \\frac{f(x_b) + \\langle \\nabla f(x_b), x_0 - x_b\\rangle}{\\|\\nabla f(x_b)\\|_q} d_p(\\nabla f(x_b)),
 
 accepted (after bisection) when it is adversarial and closer; otherwise the step
-towards ``x'`` is halved.  For affine ``f`` the first step of either phase is the
-exact minimiser.
+towards ``x'`` is halved.  For affine ``f`` the first refinement step is the exact
+(boxed) minimiser.  Phase-1 steps in a box are the boxed projections too.
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ from typing import Optional, Tuple
 
 import torch
 
-from .norms import linear_step, lp_norm
+from .norms import lp_norm, project_hyperplane_box
 from .verify import bisect_to_boundary, evaluate, flip_margin, is_adversarial, value_and_grad
 
 
@@ -69,18 +71,49 @@ def linearization_attack(f, x0: torch.Tensor, y0: torch.Tensor, p: float, steps:
         found = found | adv
         if bool(found.all()):
             break
-        step = linear_step(g, fx, p1) * (1.0 + overshoot)
+        step = project_hyperplane_box(x, g, fx, p1, bounds)[0] * (1.0 + overshoot)
         x = torch.where(found.unsqueeze(-1), x, _clamp(x + step, bounds))
     if refine_steps <= 0 or not bool(found.any()):
         return x_adv
+    return refine_boundary(f, x0, y0, x_adv, found, p, steps=refine_steps, bounds=bounds,
+                           inner_bisection=inner_bisection)
+
+
+def refine_boundary(f, x0: torch.Tensor, y0: torch.Tensor, x_adv: torch.Tensor, found: torch.Tensor,
+                    p: float, steps: int = 10, bounds: Optional[Tuple[float, float]] = None,
+                    inner_bisection: int = 12) -> torch.Tensor:
+    """Phase 2 alone: walk adversarial points along the boundary towards ``x0``.
+
+    Bisects ``x_adv`` onto the boundary (``inner_bisection`` halvings), then ``steps`` times
+    linearises ``f`` at the boundary point ``x_b`` and tries the exact minimal-lp point of that
+    hyperplane nearest ``x0`` inside the box (:func:`gpbound.attacks.norms.project_hyperplane_box`),
+    bisected; accepted when adversarial and closer, else the step towards it is halved.
+
+    Parameters
+    ----------
+    f, x0, y0, p, bounds : as :func:`linearization_attack`.
+    x_adv : tensor ``(B, n)``, adversarial where ``found``.
+    found : bool tensor ``(B,)``; other rows are returned unchanged.
+    steps : int, linearisations (one forward-backward, one forward and ``inner_bisection``
+        forward passes each).
+    inner_bisection : int
+
+    Returns
+    -------
+    tensor ``(B, n)``: unverified candidates, no farther from ``x0`` than ``x_adv`` where ``found``.
+    """
+    margin = flip_margin(y0, x0.dtype, candidate=True)
     xb = bisect_to_boundary(f, x0, x_adv, y0, steps=inner_bisection, valid=found,
                             margin=margin)
     db = torch.where(found, lp_norm(xb - x0, p), torch.full_like(y0, float("inf")))
     lam = torch.ones_like(y0)
-    for _ in range(int(refine_steps)):
+    for _ in range(int(steps)):
         fb, g = value_and_grad(f, xb)
         c = fb + (g * (x0 - xb)).sum(-1)
-        target = x0 + linear_step(g, c, p) * (1.0 + 1e-3)
+        # exact minimal-lp step of x0 onto the linearisation inside the box (l1: a knapsack), past
+        # the plane by twice the candidate margin in value (a relative overshoot in distance would
+        # leave the box's faces when the result is bisected along the ray from x0)
+        target = x0 + project_hyperplane_box(x0, g, c + torch.sign(c) * 2.0 * margin, p, bounds)[0]
         cand = _clamp(xb + lam.unsqueeze(-1) * (target - xb), bounds)
         acc = found & is_adversarial(y0, evaluate(f, cand), margin)
         cand_b = bisect_to_boundary(f, x0, cand, y0, steps=inner_bisection, valid=acc,

@@ -50,7 +50,7 @@ def fmn_attack(f, x0: torch.Tensor, y0: torch.Tensor, p: float, steps: int = 100
                alpha_init: float = 1.0, alpha_final: Optional[float] = None,
                gamma_init: float = 0.05, gamma_final: float = 0.001,
                bounds: Optional[Tuple[float, float]] = None,
-               start: Optional[torch.Tensor] = None) -> torch.Tensor:
+               start: Optional[torch.Tensor] = None, input_units: bool = False) -> torch.Tensor:
     """Fast Minimum-Norm attack, batched over all rows; returns unverified candidates.
 
     Parameters
@@ -62,8 +62,12 @@ def fmn_attack(f, x0: torch.Tensor, y0: torch.Tensor, p: float, steps: int = 100
     alpha_init, alpha_final : step sizes in units of the per-row scale
         ``|f(x0)|/||grad f(x0)||_2`` (``alpha_final`` defaults to ``alpha_init / 100``)
     gamma_init, gamma_final : radius update factors
-    bounds : optional box ``(lo, hi)``
+    bounds : optional box ``(lo, hi)``; the radius is then also capped by the largest lp
+        distance inside the box (as in foolbox's FMN)
     start : optional starting point ``(B, n)``
+    input_units : bool, default False
+        Step sizes in input units (foolbox's convention; ``alpha_init = 1`` suits images in
+        ``[0, 1]``) instead of the per-row scale.
 
     Returns
     -------
@@ -71,9 +75,11 @@ def fmn_attack(f, x0: torch.Tensor, y0: torch.Tensor, p: float, steps: int = 100
     """
     alpha_final = alpha_init / 100.0 if alpha_final is None else alpha_final
     q = dual_exponent(p)
-    scale = _scale(f, x0, y0)
+    scale = torch.ones_like(y0) if input_units else _scale(f, x0, y0)
     margin = flip_margin(y0, x0.dtype, candidate=True)  # candidates: above verify's margin
     s0 = torch.sign(y0)
+    worst = (torch.full_like(y0, float("inf")) if bounds is None
+             else lp_norm(torch.maximum(x0 - bounds[0], bounds[1] - x0), p))
     delta = torch.zeros_like(x0) if start is None else _clamp_delta(x0, start - x0, bounds)
     eps = torch.full_like(y0, float("inf"))
     best_norm = torch.full_like(y0, float("inf"))
@@ -92,9 +98,11 @@ def fmn_attack(f, x0: torch.Tensor, y0: torch.Tensor, p: float, steps: int = 100
         best = torch.where(better.unsqueeze(-1), x, best)
         found = found | adv
         gl = s0.unsqueeze(-1) * g
-        to_boundary = (s0 * fx).abs() / lp_norm(gl, q).clamp_min(torch.finfo(x0.dtype).tiny)
+        # past the linearised boundary by twice the flip margin (else an affine f stays on it)
+        to_boundary = ((s0 * fx).abs() + 2.0 * margin) / lp_norm(gl, q).clamp_min(torch.finfo(x0.dtype).tiny)
         eps = torch.where(adv, torch.minimum(eps * (1.0 - gamma), best_norm),
                           torch.where(found, eps * (1.0 + gamma), dn + to_boundary))
+        eps = torch.minimum(eps, worst)
         gn = lp_norm(gl, 2.0).clamp_min(torch.finfo(x0.dtype).tiny).unsqueeze(-1)
         delta = delta - alpha.unsqueeze(-1) * gl / gn
         delta = project_lp_ball(delta, eps, p)
