@@ -199,3 +199,30 @@ def test_boxed_default_skips_fab_when_fmn_found_all_and_bad_input():
         minimal_distance(f, x0, 1, bounds=BOX, polish_steps=-1)
     with pytest.raises(ValueError, match="bisection_steps"):
         minimal_distance(f, x0, 1, bounds=BOX, bisection_steps=0)
+
+
+def test_fab_on_missed_rows_runs_on_a_restricted_ensemble():
+    # FMN given 1 step misses most rows; FAB then runs on the sub-ensemble of their networks only,
+    # and must give the same distances as FAB run on the whole ensemble with those rows active
+    from gpbound.attacks.core import _restrict
+    from gpbound.ensemble import NetworkEnsemble
+
+    nets = []
+    for k in range(4):
+        torch.manual_seed(k)
+        nets.append(torch.nn.Sequential(torch.nn.Linear(10, 16), torch.nn.ReLU(), torch.nn.Linear(16, 1)).double())
+    ens = NetworkEnsemble(nets, points_per_network=3)
+    x0 = torch.rand(12, 10, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    y0 = evaluate(ens, x0)
+    active = torch.zeros(12, dtype=torch.bool)
+    active[[1, 2, 7]] = True                                            # networks 0 (two rows) and 2
+    sub, rows = _restrict(ens, active, True)
+    assert sub.K == 2 and sub.P == 2 and sorted(set(rows.tolist())) == [1, 2, 7]
+    assert torch.allclose(sub(x0[rows]), y0[rows], rtol=1e-12)
+    xs, ds = fab_attack(sub, x0[rows], y0[rows], 1.0, steps=12, bounds=BOX)
+    xf, df = fab_attack(ens, x0, y0, 1.0, steps=12, bounds=BOX, active=active)
+    assert torch.allclose(ds, df[rows], rtol=1e-9) and torch.allclose(xs, xf[rows], rtol=1e-9, atol=1e-12)
+    assert bool(torch.isinf(df[~active]).all())
+    res = minimal_distance(ens, x0, 1, steps=1, bounds=BOX)
+    assert bool(res.success.any())
+    assert bool(((res.x_adv >= 0) & (res.x_adv <= 1)).all())

@@ -133,6 +133,35 @@ def _random_start(x0, scale, p, generator):
     return x0 + z * (scale / nrm).unsqueeze(-1)
 
 
+def _restrict(f, active: torch.Tensor, can_subset: bool):
+    """A function on the ``active`` rows only, and the row of the full batch of each of its rows.
+
+    A :class:`~gpbound.ensemble.NetworkEnsemble` becomes the ensemble of the networks that own an
+    active row, ``P'`` rows each (``P'`` the most active rows of one network; shorter lists padded by
+    repeating their first row); any other ``f`` (rows independent) is called on the active rows
+    when ``can_subset`` (it takes batches of other sizes).  Returns ``None`` when the restriction
+    would not be smaller than the full batch or is not allowed.
+    """
+    B = active.shape[0]
+    idx = torch.nonzero(active).flatten()
+    if isinstance(f, NetworkEnsemble):
+        P = f.P if f.P is not None else B // f.K
+        owners = idx // P
+        ks = torch.unique(owners)
+        counts = torch.stack([(owners == k).sum() for k in ks])
+        Pp = int(counts.max())
+        if ks.numel() * Pp >= B:
+            return None
+        rows = torch.stack([torch.cat([idx[owners == k], idx[owners == k][:1].repeat(Pp - int(c))])
+                            for k, c in zip(ks, counts)]).flatten()
+        sub = NetworkEnsemble([f.networks[int(k)] for k in ks], points_per_network=Pp, output=f.output,
+                              vectorize=f.vectorize)
+        return sub, rows
+    if not can_subset or idx.numel() >= B:
+        return None
+    return f, idx
+
+
 def minimal_distance(f: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor, norm,
                      steps: int = 100, bounds: Optional[Tuple[float, float]] = None,
                      generator: Optional[torch.Generator] = None,
@@ -293,12 +322,21 @@ def minimal_distance(f: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor
             return fmn_attack(f, x0, y0, p, steps=steps, bounds=bounds, start=start, input_units=True,
                               alpha_init=bounds[1] - bounds[0])
         if name == "fab":
-            # after another attack: only the rows without a verified example yet (none: skipped)
+            # after another attack: only the rows without a verified example yet (none: skipped),
+            # on a restriction of f to those rows where f allows it
             active = None if (start is not None or not per_attack) else ~best_ok & ~zero
-            if active is not None and not bool(active.any()):
+            fab_steps = max(10, steps // 2)
+            if active is None:
+                return fab_attack(f, x0, y0, p, steps=fab_steps, bounds=bounds, start=start)[0]
+            if not bool(active.any()):
                 return None
-            return fab_attack(f, x0, y0, p, steps=max(10, steps // 2), bounds=bounds, start=start,
-                              active=active)[0]
+            restricted = _restrict(f, active, reverify_alone)
+            if restricted is None:
+                return fab_attack(f, x0, y0, p, steps=fab_steps, bounds=bounds, active=active)[0]
+            g, rows = restricted
+            cand = x0.clone()
+            cand[rows] = fab_attack(g, x0[rows], y0[rows], p, steps=fab_steps, bounds=bounds)[0]
+            return cand
         if name == "coord":
             ok = torch.isfinite(best_d) & (best_d > 0)
             t_max = torch.where(ok, best_d, lp_norm(x0, 1.0).clamp_min(1.0))
