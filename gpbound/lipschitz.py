@@ -28,34 +28,17 @@ channel at infinite width). Biases cancel in increments.
 Hence :math:`L^2 = \Lambda / n`, :math:`\Lambda` the product of the factors along the network
 (``sigma_w2`` per weight layer, 1/2 per ReLU, 1 per pooling, :math:`1 + \Lambda_{block}` per skip).
 The constant depends on :math:`\sigma_w^2` but not on :math:`\sigma_b^2`.
+
+The product is computed by :meth:`gpbound.kernels.Architecture.lipschitz_factor`, which also covers
+strided and zero-padded convolutions, projection and post-activation residuals, global pooling and
+per-layer variances (each layer states its factor).
 """
 from __future__ import annotations
 
 import math
 import numbers
 
-__all__ = ["feature_lipschitz", "lipschitz_factor"]
-
-
-def lipschitz_factor(layer, sigma_w2: float) -> float:
-    r"""The factor :math:`\Lambda` by which ``layer`` can multiply the pixel-mean squared increment (module docstring)."""
-    from gpbound.kernels.layers import AvgPool, Conv, Dense, Flatten, ReLU, Residual, Serial
-
-    if isinstance(layer, Serial):
-        out = 1.0
-        for sub in layer.layers:
-            out *= lipschitz_factor(sub, sigma_w2)
-        return out
-    if isinstance(layer, (Conv, Dense, Flatten)):
-        return float(sigma_w2)
-    if isinstance(layer, ReLU):
-        return 0.5
-    if isinstance(layer, AvgPool):
-        return 1.0
-    if isinstance(layer, Residual):
-        return 1.0 + lipschitz_factor(layer.block, sigma_w2)
-    raise TypeError(f"no proved Lipschitz factor for layer {layer!r} (supported: Conv, Dense, Flatten, ReLU, "
-                    "AvgPool, Residual, serial)")
+__all__ = ["feature_lipschitz"]
 
 
 def feature_lipschitz(arch, sigma_w2=2.0) -> float:
@@ -98,4 +81,4 @@ def feature_lipschitz(arch, sigma_w2=2.0) -> float:
     sw2 = float(sigma_w2.detach().reshape(())) if hasattr(sigma_w2, "detach") else sigma_w2
     if isinstance(sw2, bool) or not isinstance(sw2, numbers.Real) or not math.isfinite(sw2) or sw2 <= 0:
         raise ValueError(f"sigma_w2 must be a finite number > 0, got {sigma_w2!r}")
-    return math.sqrt(lipschitz_factor(arch.layer, float(sw2)) / arch.n)
+    return math.sqrt(arch.lipschitz_factor(float(sw2)) / arch.n)

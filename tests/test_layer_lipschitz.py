@@ -1,19 +1,39 @@
 """Architecture.lipschitz_factor: a proved Lambda with d(x, y)^2 <= (Lambda / n) ||x - y||^2 for every layer option.
 
 Oracles: (1) on the layers gpbound.lipschitz already covers (circular stride-1 Conv, Dense, Flatten, ReLU, AvgPool,
-pre-activation Residual) it equals gpbound.lipschitz.lipschitz_factor, an independent implementation of
-docs/theory.md §8; (2) for strides, zero padding, projection / post-activation residuals, GlobalAvgPool and
+pre-activation Residual) it equals lipschitz_factor below, an independent implementation of
+docs/theory.md §8 for those layers only; (2) for strides, zero padding, projection / post-activation residuals, GlobalAvgPool and
 per-layer variances the bound holds on random and nearby pairs, with d from the analytic kernel (itself checked
 against the numpy oracle in tests/test_kernel_oracle.py); (3) it is attained (equality to rounding) by a linear
 strided network and an increment supported on the subsampled pixels, so the strided factor is not loose.
 """
-import numpy as np
 import pytest
 import torch
 
 from gpbound.kernels import Architecture, AvgPool, Conv, Dense, Flatten, GlobalAvgPool, ReLU, Residual, serial
 from gpbound.kernels.presets import get_preset
-from gpbound.lipschitz import lipschitz_factor
+
+
+def lipschitz_factor(layer, sigma_w2: float) -> float:  # the oracle (1), written from docs/theory.md §8
+    r"""The factor :math:`\Lambda` by which ``layer`` can multiply the pixel-mean squared increment (module docstring)."""
+    from gpbound.kernels.layers import Serial
+
+    if isinstance(layer, Serial):
+        out = 1.0
+        for sub in layer.layers:
+            out *= lipschitz_factor(sub, sigma_w2)
+        return out
+    if isinstance(layer, (Conv, Dense, Flatten)):
+        return float(sigma_w2)
+    if isinstance(layer, ReLU):
+        return 0.5
+    if isinstance(layer, AvgPool):
+        return 1.0
+    if isinstance(layer, Residual):
+        return 1.0 + lipschitz_factor(layer.block, sigma_w2)
+    raise TypeError(f"no proved Lipschitz factor for layer {layer!r} (supported: Conv, Dense, Flatten, ReLU, "
+                    "AvgPool, Residual, serial)")
+
 
 DT = torch.float64
 
