@@ -202,12 +202,14 @@ def test_calibration_measures_the_cost_exponent(monkeypatch):
         clock[0] += 0.01 * x0.shape[1] ** 1.5 * x0.shape[0]         # per row
         return output_attack(f, x0, norm)
 
-    monkeypatch.setattr(figures, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
+    monkeypatch.setattr(figures, "time", types.SimpleNamespace(perf_counter=lambda: clock[0],
+                                                               process_time=lambda: clock[0]))
     config = figures.distance_tasks(sizes=(4, 8, 12), n_networks=2, n_points=1, widths=(4, 8, 8), blocks_per_stack=1,
                                     attack=timed)[0]
     cal = figures.calibrate_cost(config, config["sizes"], attack=timed)
     assert cal["sizes"] == [4, 8] and cal["n"] == [48.0, 192.0]          # smallest, and n nearest 4x
     assert cal["exponent"] == pytest.approx(1.5, rel=1e-12) and cal["c"] == pytest.approx(0.01, rel=1e-12)
+    assert cal["clock"] == "process CPU time"
     model = figures.cost_model(config, cal, workers=(1, 4, 1000))
     assert model["tasks"] == 3 and model["total_s"] == pytest.approx(
         sum(2 * 1 * 3 * 0.01 * n ** 1.5 for n in (48, 192, 432)), rel=1e-12)
@@ -215,6 +217,14 @@ def test_calibration_measures_the_cost_exponent(monkeypatch):
     assert model["longest_task_s"] == pytest.approx(2 * 1 * 3 * 0.01 * 432 ** 1.5)      # the largest size's block
     assert model["workers"][4] == pytest.approx(max(model["total_s"] / 4, model["longest_task_s"]) / 3600)
     assert model["workers"][1000] == pytest.approx(model["longest_task_s"] / 3600)   # one task per worker at most
+
+    def sublinear(f, x0, norm, **kw):                                # overhead-dominated: cost ~ n^0.5
+        clock[0] += 0.01 * x0.shape[1] ** 0.5 * x0.shape[0]
+        return output_attack(f, x0, norm)
+
+    cal = figures.calibrate_cost(config, config["sizes"], attack=sublinear)
+    assert cal["fitted_exponent"] == pytest.approx(0.5, rel=1e-12) and cal["exponent"] == 1.0
+    assert cal["c"] == pytest.approx(0.01 * 192 ** 0.5 / 192, rel=1e-12)          # anchored at the larger size
 
 
 def test_cli_rejects_a_box_that_excludes_the_images(capsys):

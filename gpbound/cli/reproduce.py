@@ -86,7 +86,9 @@ def _dry_run(kw, args) -> int:
     cal = figures.calibrate_cost(config, config["sizes"], device=kw.get("device"))
     model = figures.cost_model(config, cal)
     print(f"measured: {', '.join(f'n = {n:.0f}: {t:.3g} s per point and norm' for n, t in zip(cal['n'], cal['seconds_per_point']))}"
-          f" (calibration {cal['calibration_s']:.1f} s); fit: seconds per point = {cal['c']:.3g} n^{cal['exponent']:.2f}")
+          f" ({cal.get('clock', 'wall time')}; calibration {cal['calibration_s']:.1f} s wall); fit: seconds per point = "
+          f"{cal['c']:.3g} n^{cal['exponent']:.2f} (fitted exponent {cal.get('fitted_exponent', float('nan')):.2f}, "
+          "clamped to >= 1)")
     for r in model["per_size"]:
         print(f"  s = {r['s']:3d}  n = {r['n']:6d}  {r['tasks']} task(s)  {r['seconds'] / 3600:.3g} h")
     print(f"estimated total on this device: {model['total_hours']:.3g} h (one process, {args.threads} torch "

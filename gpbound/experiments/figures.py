@@ -190,7 +190,7 @@ def distance_block_task(params: Mapping, attack: Optional[Callable] = None,
     n = c * s * s
     recs = [{"n": n, "image_size": s, "net_seed": ns} for ns in seeds]
     nets: Dict[int, torch.nn.Module] = {}
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for name in norms:
         pairs = [_seeds(s, ns, name, fresh) for ns in seeds]
         if fresh or not nets:
@@ -216,11 +216,12 @@ def distance_block_task(params: Mapping, attack: Optional[Callable] = None,
         for k, ns in enumerate(seeds):
             recs[k][name] = {**{key: v[k] for key, v in parts.items()}, "output": y0[k],
                              "network_seed": pairs[k][0]}
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     for r in recs:
         if not fresh:
             r["output"] = r[norms[0]]["output"]
-    return {"networks": recs, "attack_s": wall, "batched": batched, "points": len(seeds) * P * len(norms)}
+    return {"networks": recs, "attack_s": wall, "cpu_s": cpu, "batched": batched,
+            "points": len(seeds) * P * len(norms)}
 
 
 def distance_task(params: Mapping, attack: Optional[Callable] = None, attack_kwargs: Optional[dict] = None,
@@ -429,7 +430,16 @@ def calibrate_cost(config: Mapping, sizes: Sequence[int], n_networks: int = 2, n
     -------
     dict
         ``sizes`` (the two measured), ``n``, ``seconds_per_point`` (measured), ``c``, ``exponent`` ``e``,
-        ``n_networks``, ``n_points``, ``calibration_s`` (wall time of the calibration).
+        ``n_networks``, ``n_points``, ``calibration_s`` (wall time of the calibration), ``clock``, ``fitted_exponent``.
+
+    Notes
+    -----
+    On a CPU device the clock is the process CPU time (torch threads of this process): on a shared
+    machine wall time measures the neighbours; elsewhere it is wall time. The exponent is clamped to
+    ``e >= 1`` (every forward pass costs at least ``∝ n``; a smaller fitted exponent means per-call overhead,
+    or the l1 coordinate probe of :func:`gpbound.attacks.coordinate.coordinate_attack`, which runs only
+    while ``2 n <= 1024`` and ``2 n B <= 65536``, dominates the small size), with ``c`` then anchored at the
+    larger size.
     """
     sizes = sorted({int(s) for s in sizes})
     c_in = int(config.get("in_channels", 3))
@@ -437,23 +447,22 @@ def calibrate_cost(config: Mapping, sizes: Sequence[int], n_networks: int = 2, n
     target = 4 * c_in * first * first
     second = min(sizes[1:], key=lambda s: abs(c_in * s * s - target)) if len(sizes) > 1 else first
     t0 = time.perf_counter()
+    on_cpu = device is None or torch.device(device).type == "cpu"
     measured = []
     for s in sorted({first, second}):
         params = {**{k: v for k, v in config.items() if k in _TASK_KEYS}, "image_size": s,
                   "n_points": int(n_points), "net_seeds": [int(seed) + i for i in range(int(n_networks))],
                   "batched": True}
         out = distance_block_task(params, attack=attack, attack_kwargs=config.get("attack_kwargs"), device=device)
-        measured.append((c_in * s * s, out["attack_s"] / out["points"]))
+        measured.append((c_in * s * s, (out["cpu_s"] if on_cpu else out["attack_s"]) / out["points"]))
     ns = np.array([m[0] for m in measured], float)
     tp = np.array([m[1] for m in measured], float)
-    if ns.size > 1:
-        e = float(np.log(tp[1] / tp[0]) / np.log(ns[1] / ns[0]))
-    else:
-        e = 1.0                                    # one size only: assume cost proportional to n
-    c = float(tp[0] / ns[0] ** e)
+    fitted = float(np.log(tp[1] / tp[0]) / np.log(ns[1] / ns[0])) if ns.size > 1 else float("nan")
+    e = fitted if fitted >= 1.0 else 1.0          # one size, or overhead-dominated: cost proportional to n
+    c = float(tp[-1] / ns[-1] ** e)
     return {"sizes": sorted({first, second}), "n": ns.tolist(), "seconds_per_point": tp.tolist(), "c": c,
-            "exponent": e, "n_networks": int(n_networks), "n_points": int(n_points),
-            "calibration_s": time.perf_counter() - t0}
+            "exponent": e, "fitted_exponent": fitted, "n_networks": int(n_networks), "n_points": int(n_points),
+            "calibration_s": time.perf_counter() - t0, "clock": "process CPU time" if on_cpu else "wall time"}
 
 
 _TASK_KEYS = ("preset", "n_points", "norms", "widths", "width_scale", "blocks_per_stack", "in_channels", "dtype",
