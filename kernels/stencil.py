@@ -32,7 +32,7 @@ from .arccos import _COMPILED
 __all__ = ["circular_conv_map"]
 
 #: entries of one chunk of the eager stencil (its padded copies and partial sums stay in cache)
-_CHUNK = 1 << 15
+_CHUNK = 1 << 17  # measured on 2 cores: 2^15 0.33 s, 2^17 0.27 s, 2^20 0.32 s (16x16 full block)
 
 _COMPILED_STENCIL = {"fn": None}
 
