@@ -69,7 +69,7 @@ def test_readme_python_blocks_run(tmp_path):
     assert "Traceback" not in out.stderr
     # what the radius snippet prints: four positive radii by name
     assert re.search(r"l1 \S+\s+l2 \S+\s+linf \S+\s+segment \S+", out.stdout), out.stdout
-    # the quick start's printed results are what the README shows (numbers to 2 %: BLAS threads may
+    # the quick start's printed results are what the README shows (numbers to 0.5 %: BLAS threads may
     # change the last digits of 30 Adam steps), and training improved the marginal likelihood
     shown = next(body for lang, body, _, _ in readme_blocks() if lang == "text" and "-mll/N" in body)
     printed = out.stdout.splitlines()
@@ -79,7 +79,7 @@ def test_readme_python_blocks_run(tmp_path):
         assert got, f"README shows {want!r}; the quick start printed nothing like it"
         num = r"[-+]?\d*\.?\d+(?:e[-+]?\d+)?"
         for a, b in zip(re.findall(num, want), re.findall(num, got[0])):
-            assert float(b) == pytest.approx(float(a), rel=0.02, abs=1e-3), (want, got[0])
+            assert float(b) == pytest.approx(float(a), rel=5e-3), (want, got[0])
     mll = [float(v) for v in re.findall(r"-mll/N = (\S+)", out.stdout)]
     assert len(mll) == 2 and mll[1] < mll[0]
 
