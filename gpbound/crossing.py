@@ -108,14 +108,22 @@ class CrossingResult:
     crossed: torch.Tensor = field(default_factory=lambda: torch.empty(0, dtype=torch.bool))
 
 
-def _bound_delta(mode, r, x0, M, entropy):
+def _bound_delta(mode, r, x0, M, entropy, bound="comparison"):
     """The bound's delta at radius ``r`` (NaN only when no M is known: a GP kernel without one).
+
+    ``bound``: ``"comparison"`` (gpbound's default certificate, the Sudakov--Fernique inverse maps
+    :func:`gpbound.radii.comparison_failure_probability` / ``comparison_segment_failure_probability``)
+    or ``"dudley"`` (the paper's eq. 39 and the segment form of Theorem 1 II).
 
     No fallback: an error of :mod:`gpbound.radii` (a renamed function, a bad argument) propagates.
     """
     if M is None or not math.isfinite(M):
         return float("nan")
     x0n = float(torch.linalg.vector_norm(x0))
+    if bound == "comparison":
+        if mode == "ball":
+            return float(radii.comparison_failure_probability(r, x0n, x0.shape[0], M, p=1))
+        return float(radii.comparison_segment_failure_probability(r, x0n, M))
     if mode == "ball":
         return float(radii.failure_probability(r, x0n, x0.shape[0], M, entropy=entropy))
     return float(radii.segment_failure_probability(r, x0n, M))
@@ -125,7 +133,8 @@ def crossing_frequency(model, x0, r: float, mode: str = "ball", num_trials: int 
                        num_points: int = 256, v=None, width=None, sigma_w2: float = 2.0,
                        sigma_b2: float = 0.0, steps: int = 50, restarts: int = 0,
                        level: float = 0.95, M: Optional[float] = None, entropy: str = "numeric",
-                       seed: Optional[int] = None, device=None, dtype=torch.float64) -> CrossingResult:
+                       seed: Optional[int] = None, device=None, dtype=torch.float64,
+                       bound: str = "comparison") -> CrossingResult:
     """Measured frequency of a zero of the GP / random network in ``B^1_r(x0)`` or on a segment.
 
     Parameters
@@ -148,8 +157,12 @@ def crossing_frequency(model, x0, r: float, mode: str = "ball", num_trials: int 
     steps, restarts : attack parameters (Architecture, ball)
     level : float in (0, 1), Clopper-Pearson level
     M : float, Theorem 2's constant; default ``arch.M`` (or ``kernel.architecture.M``)
-    entropy : entropy integral used for ``delta`` (see :func:`gpbound.radii.failure_probability`)
+    entropy : entropy integral used for ``delta`` with ``bound="dudley"`` (see
+        :func:`gpbound.radii.failure_probability`)
     seed : int or None; device, dtype
+    bound : {"comparison", "dudley"}
+        Which certificate's ``delta`` at ``r`` is reported: the comparison (Sudakov--Fernique) bound,
+        gpbound's default, or the paper's Dudley route (eq. 39; segment: Theorem 1 II).
 
     Returns
     -------
@@ -158,6 +171,8 @@ def crossing_frequency(model, x0, r: float, mode: str = "ball", num_trials: int 
     from .attacks import minimal_distance
     from .ensemble import NetworkEnsemble
 
+    if bound not in ("comparison", "dudley"):
+        raise ValueError(f"bound must be 'comparison' or 'dudley'; got {bound!r}")
     if mode not in ("ball", "segment"):
         raise ValueError(f"mode must be 'ball' or 'segment'; got {mode!r}")
     x0 = _center(x0, dtype, device)
@@ -225,7 +240,7 @@ def crossing_frequency(model, x0, r: float, mode: str = "ball", num_trials: int 
             method = "network-grid"
     count = int(crossed.sum())
     ci = clopper_pearson(count, num_trials, level)
-    delta = _bound_delta(mode, r, x0, M, entropy)
+    delta = _bound_delta(mode, r, x0, M, entropy, bound)
     loose = float("nan")
     if mode == "ball" and distances.numel() and math.isfinite(delta) and 0 < delta < 1:
         d = np.sort(distances.detach().cpu().numpy())

@@ -113,7 +113,7 @@ def test_bounds_respected():
 
 
 def test_conv_residual_net_ensemble():
-    kernels = pytest.importorskip("gpbound.kernels")
+    from gpbound import kernels
     arch = kernels.Architecture(kernels.serial(
         kernels.Conv(4, 3), kernels.Residual(kernels.serial(kernels.ReLU(), kernels.Conv(4, 3),
                                                             kernels.ReLU(), kernels.Conv(4, 3))),

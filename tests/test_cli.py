@@ -178,7 +178,7 @@ def test_radius_with_x0_file_and_norm_agree(tmp_path):
 
 
 def test_radius_preset_when_available():
-    presets = pytest.importorskip("gpbound.kernels.presets")
+    from gpbound.kernels import presets
     out = run_cli("radius", "--arch", "resnet", "--image-size", 16, "--delta", 0.1, "--random-input", 0, "--json")
     assert out.returncode == 0, out.stderr
     rep = json.loads(out.stdout)
@@ -321,7 +321,7 @@ def test_verify_blocks_pool_the_library_runs(capsys):
 
 def test_verify_on_a_dask_scheduler_equals_the_local_run(capsys):
     """--scheduler ADDRESS runs the blocks on dask.distributed (a LocalCluster of threads here)."""
-    distributed = pytest.importorskip("distributed")
+    import distributed
     from gpbound.cli import main
 
     args = ["verify", "--arch", str(EXAMPLES / "small_cnn.yaml"), "--radius", "3", "--num-networks", "6",
@@ -371,3 +371,21 @@ def test_version_has_one_source():
     out = run_cli("--version")
     assert out.returncode == 0 and out.stdout.strip() == f"gpbound {gpbound.__version__}"
     assert main(["--version"]) == 0
+
+
+@pytest.mark.parametrize("bound", ["comparison", "dudley"])
+def test_verify_delta_tests_the_chosen_certificate(bound, capsys):
+    """--delta tests r(delta) of --bound (comparison: gpbound's default), and reports that bound's delta at r."""
+    from gpbound import radii
+    from gpbound.cli import load_architecture, main, random_input
+
+    ex = str(EXAMPLES / "small_cnn.yaml")
+    args = ["verify", "--arch", ex, "--delta", "0.3", "--num-networks", "2", "--seed", "1", "--json"]
+    assert main(args + ([] if bound == "comparison" else ["--bound", "dudley"])) == 0
+    got = json.loads(capsys.readouterr().out)
+    arch, _ = load_architecture(ex)
+    x0n = float(np.linalg.norm(random_input(int(arch.n), 1)))
+    want = (radii.comparison_radius(x0n, 0.3, int(arch.n), float(arch.M), p=1) if bound == "comparison"
+            else radii.l1_ball_radius(x0n, 0.3, int(arch.n), float(arch.M)))
+    assert got["bound"] == bound and got["radius"] == pytest.approx(float(want), rel=1e-12)
+    assert got["delta_bound"] == pytest.approx(0.3, rel=1e-6)

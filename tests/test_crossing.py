@@ -53,7 +53,7 @@ def _p_ball_linear(x0, r, m=400_000, seed=5):
 
 
 def test_ball_crossing_linear_kernel_and_linear_network():
-    kernels = pytest.importorskip("gpbound.kernels")
+    from gpbound import kernels
     x0n = np.array([1.0, -0.5, 0.25, 2.0])
     x0 = torch.tensor(x0n, dtype=torch.float64)
     r = 0.8
@@ -73,7 +73,7 @@ def test_ball_crossing_linear_kernel_and_linear_network():
 
 
 def _archs():
-    kernels = pytest.importorskip("gpbound.kernels")
+    from gpbound import kernels
     dense = kernels.Architecture(kernels.serial(kernels.Dense(32), kernels.ReLU(), kernels.Dense(32),
                                                 kernels.ReLU(), kernels.Dense(1)), input_shape=(12,))
     conv = kernels.Architecture(kernels.serial(kernels.Conv(4, 3), kernels.ReLU(), kernels.AvgPool(2),
@@ -84,21 +84,30 @@ def _archs():
 
 @pytest.mark.parametrize("name", ["dense", "conv"])
 @pytest.mark.parametrize("delta", [0.1, 0.5])
-def test_certified_radius_holds(name, delta):
+@pytest.mark.parametrize("bound", ["comparison", "dudley"])
+def test_certified_radius_holds(name, delta, bound):
     # Corollary 1: at r(delta) the crossing probability is <= delta.  The measured frequency (a
-    # lower estimate) must not contradict it: CP lower end < delta.  Seeded, 12 networks.
-    radii = pytest.importorskip("gpbound.radii")
+    # lower estimate) must not contradict it: CP lower end < delta.  Seeded, 12 networks.  The
+    # reported delta is the chosen certificate's inverse map at r (comparison: gpbound's default).
+    from gpbound import radii
+
     arch = _archs()[name]
     x0 = torch.rand(arch.n, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
-    r = float(radii.l1_ball_radius(float(x0.norm()), delta, arch.n, arch.M))
-    res = crossing_frequency(arch, x0, r, num_trials=12, seed=4, steps=10)
-    assert abs(res.delta - delta) < 1e-6 * delta  # eq. 39 inverts eq. 40
+    x0n = float(x0.norm())
+    if bound == "comparison":
+        r = float(radii.comparison_radius(x0n, delta, arch.n, arch.M, p=1))
+        rs = float(radii.comparison_segment_radius(x0n, delta, arch.M))
+        res = crossing_frequency(arch, x0, r, num_trials=12, seed=4, steps=10)  # the default bound
+    else:
+        r = float(radii.l1_ball_radius(x0n, delta, arch.n, arch.M))
+        rs = float(radii.segment_radius(x0n, delta, arch.M))
+        res = crossing_frequency(arch, x0, r, num_trials=12, seed=4, steps=10, bound="dudley")
+    assert abs(res.delta - delta) < 1e-6 * delta  # the inverse map inverts the radius
     assert res.ci[0] < delta and res.frequency <= delta
     # the attack distances' delta-quantile is an upper estimate of the true one, which the
     # theorem puts above r(delta): looseness >= 1 expected
     assert res.looseness >= 1.0
-    rs = float(radii.segment_radius(float(x0.norm()), delta, arch.M))
-    seg = crossing_frequency(arch, x0, rs, mode="segment", num_trials=200, num_points=64, seed=5)
+    seg = crossing_frequency(arch, x0, rs, mode="segment", num_trials=200, num_points=64, seed=5, bound=bound)
     assert seg.ci[0] < delta and abs(seg.delta - delta) < 1e-6 * delta
 
 
@@ -106,6 +115,8 @@ def test_bad_input():
     x0 = torch.ones(3, dtype=torch.float64)
     with pytest.raises(ValueError, match="mode"):
         crossing_frequency(_linear_kernel, x0, 1.0, mode="cube")
+    with pytest.raises(ValueError, match="bound"):
+        crossing_frequency(_linear_kernel, x0, 1.0, bound="paper")
     with pytest.raises(ValueError, match="r must"):
         crossing_frequency(_linear_kernel, x0, 0.0)
     with pytest.raises(ValueError, match="num_trials"):

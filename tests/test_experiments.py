@@ -160,7 +160,6 @@ def test_faithful_properties():
 
 
 def test_theory_preset():
-    pytest.importorskip("gpbound.kernels.presets")
     info = preset_info("theory", 16)
     assert info["M"] == pytest.approx(4.0) and info["n"] == 768 and info["analytic_kernel"]
     net = make_network("theory", 12, seed=0, widths=8)
@@ -244,7 +243,6 @@ def test_fig1_plots_and_fig3(small_fig1, tmp_path):
 
 
 def test_fig1_real_attack_integration(tmp_path):
-    pytest.importorskip("gpbound.attacks")
     res = run_distance_sweep(sizes=(4, 8), n_networks=1, n_points=2, widths=(4, 8, 8), blocks_per_stack=1,
                              attack_kwargs={"attacks": ("linear",), "steps": 10}, progress=False, n_boot=0,
                              n_min=1, results_path=tmp_path / "r.jsonl")

@@ -30,7 +30,7 @@ def test_gp_path_covariance_matches_kernel():
 
 
 def test_gp_paths_nngp_kernel():
-    kernels = pytest.importorskip("gpbound.kernels")
+    from gpbound import kernels
     arch = kernels.Architecture(kernels.serial(kernels.Dense(8), kernels.ReLU(), kernels.Dense(1)),
                                 input_shape=(3,))
     kern = kernels.NNGPKernel(arch)
@@ -46,7 +46,7 @@ def test_gp_paths_nngp_kernel():
 def test_network_paths_one_hidden_layer_covariance():
     # one hidden ReLU layer: E[f(x) f(y)] = sigma_w2 * E[relu(u) relu(v)] exactly at any width,
     # i.e. the NNGP kernel; s.e. from the sample std of f(x_i) f(x_j); tolerance 5 s.e.
-    kernels = pytest.importorskip("gpbound.kernels")
+    from gpbound import kernels
     arch = kernels.Architecture(kernels.serial(kernels.Dense(32), kernels.ReLU(), kernels.Dense(1)),
                                 input_shape=(4,))
     X = torch.randn(4, 4, generator=torch.Generator().manual_seed(2), dtype=torch.float64)

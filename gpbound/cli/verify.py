@@ -43,7 +43,8 @@ def block_seeds(seed: int, num_networks: int, block_size: int) -> List[Dict[str,
     return out
 
 
-def _verify_block(params: Dict[str, Any], *, arch, x0, r, mode, num_points, width, M, entropy, level):
+def _verify_block(params: Dict[str, Any], *, arch, x0, r, mode, num_points, width, M, entropy, level,
+                  bound="comparison"):
     """One block of networks: :func:`gpbound.crossing.crossing_frequency` (module-level: dask pickles it)."""
     import torch
 
@@ -51,7 +52,7 @@ def _verify_block(params: Dict[str, Any], *, arch, x0, r, mode, num_points, widt
 
     res = crossing.crossing_frequency(arch, torch.as_tensor(x0, dtype=torch.float64), r, mode=mode,
                                       num_trials=int(params["size"]), num_points=num_points, width=width,
-                                      level=level, M=M, entropy=entropy, seed=int(params["seed"]))
+                                      level=level, M=M, entropy=entropy, seed=int(params["seed"]), bound=bound)
     return {"count": int(res.count), "trials": int(res.trials), "delta": float(res.delta),
             "distances": [float(v) for v in res.distances.detach().cpu().numpy()], "method": res.method}
 
@@ -72,13 +73,16 @@ def run(args) -> int:
     mode = "ball" if args.set == "l1" else "segment"
     if args.radius is not None:
         r = float(args.radius)
+    elif args.bound == "comparison":
+        r = float(radii.comparison_radius(x0_norm, args.delta, n, M, p=1) if mode == "ball"
+                  else radii.comparison_segment_radius(x0_norm, args.delta, M))
     elif mode == "ball":
         r = float(radii.l1_ball_radius(x0_norm, args.delta, n, M, entropy=args.entropy))
     else:
         r = float(radii.segment_radius(x0_norm, args.delta, M))
     blocks = block_seeds(args.seed, args.num_networks, args.block_size)
     fn = functools.partial(_verify_block, arch=arch, x0=x0.tolist(), r=r, mode=mode, num_points=args.num_points,
-                           width=args.width, M=M, entropy=args.entropy, level=args.confidence)
+                           width=args.width, M=M, entropy=args.entropy, level=args.confidence, bound=args.bound)
     t0 = time.perf_counter()
     torch.set_num_threads(args.threads)
     recs = run_sweep(fn, blocks, None, scheduler=args.scheduler, progress=not args.json and not args.silent,
@@ -93,7 +97,7 @@ def run(args) -> int:
     measured = _distance_summary(dist, r, delta, mode)
     out = {"architecture": label, "n": n, "M": M, "x0_norm_l2": x0_norm, "radius": r, "set": args.set,
            "delta_bound": delta, "crossings": count, "trials": trials, "frequency": count / trials,
-           "clopper_pearson": [float(lo), float(hi)], "confidence": args.confidence, "method": results[0]["method"],
+           "clopper_pearson": [float(lo), float(hi)], "bound": args.bound, "confidence": args.confidence, "method": results[0]["method"],
            "looseness": measured["looseness"], "measured_distances": measured,
            "consistent_with_bound": bool(lo <= min(1.0, delta)), "blocks": blocks,
            "scheduler": args.scheduler, "guarantee": GUARANTEE, "wall_s": wall}
@@ -104,7 +108,7 @@ def run(args) -> int:
         return 0
     where = f"dask scheduler {args.scheduler}" if args.scheduler else "this process"
     print(f"architecture: {label}   n = {n}   M = {M:.6g}   ||x0||_2 = {x0_norm:.6g}")
-    print(f"radius r = {r:.6g} ({args.set})   bound: P(zero within r) <= delta = {delta:.6g}")
+    print(f"radius r = {r:.6g} ({args.set})   {args.bound} bound: P(zero within r) <= delta = {delta:.6g}")
     print(f"crossings: {count} of {trials} networks   frequency = {count / trials:.6g}   "
           f"{100 * args.confidence:g}% Clopper-Pearson interval [{lo:.6g}, {hi:.6g}]   "
           f"({wall:.1f} s, {len(blocks)} block(s) in {where})")
@@ -169,8 +173,10 @@ def add_parser(sub, arch_args, delta_t):
     arch_args(v)
     gv = v.add_mutually_exclusive_group(required=True)
     gv.add_argument("--radius", type=_float_in("--radius", 0.0, None), metavar="R", help="radius r to test")
-    gv.add_argument("--delta", type=delta_t, help="test the certified radius r(delta) (the Dudley l1 radius, eq. 40, "
-                                                  "or the segment radius of Theorem 1 II)")
+    gv.add_argument("--delta", type=delta_t, help="test the certified radius r(delta) of --bound")
+    v.add_argument("--bound", choices=("comparison", "dudley"), default="comparison",
+                   help="certificate whose radius r(delta) and delta at r are used: comparison (Sudakov-Fernique, "
+                        "gpbound's default) or dudley (the paper's eq. 39-40; segment: Theorem 1 II)")
     v.add_argument("--num-networks", type=_int_at_least("--num-networks", 1), default=100, metavar="K",
                    help="random networks to sample")
     v.add_argument("--num-points", type=_int_at_least("--num-points", 2), default=256,
