@@ -26,8 +26,8 @@ import math
 from typing import Tuple
 
 import torch
-import torch.nn.functional as Fn
 
+from .stencil import circular_conv_map
 from .state import KernelState
 
 __all__ = ["same_pads", "conv_map", "avg_pool_map", "global_avg_pool_map", "flatten_map"]
@@ -68,85 +68,12 @@ def conv_map(state: KernelState, patch, stride, padding: str, sw2, sb2) -> Kerne
 
 
 def _circular_unit_stride(state: KernelState, patch, sw2, sb2) -> KernelState:
-    """Stride-1 circular conv: ``K'_{aa'} = sb2 + sw2/|P| sum_{b in P} K_{a+b, a'+b}`` (fast paths)."""
-    d = len(state.grid)
-    npix = math.prod(patch)
+    """Stride-1 circular conv: ``K'_{aa'} = sb2 + sw2/|P| sum_{b in P} K_{a+b, a'+b}``.
 
-    pads = []
-    for p in reversed(patch):
-        pads += [(p - 1) // 2, p - 1 - (p - 1) // 2]
-
-    def box(t):
-        # (1/|P|) sum_b K_{a+b, a'+b}
-        if not state.full:
-            # diagonal pixels: one circular pad of all pair entries at once, then a separable
-            # box filter (per axis, the sum of p shifted slices of the padded tensor); a float
-            # scale rides on the first pass, a tensor one (autograd) is applied at the end
-            if not any(pads):
-                return (t * sw2).add_(sb2)
-            lead = t.shape[: t.dim() - d]
-            x = Fn.pad(t.reshape(-1, 1, *state.grid), tuple(pads), mode="circular")[:, 0]
-            c = None if isinstance(sw2, torch.Tensor) else sw2 / npix
-            for axis, (p, g) in enumerate(zip(patch, state.grid)):
-                if p == 1:
-                    continue
-                ax = 1 + axis
-                y = torch.mul(x.narrow(ax, 0, g), c) if c is not None else x.narrow(ax, 0, g).clone()
-                for k in range(1, p):
-                    y = y.add_(x.narrow(ax, k, g), alpha=c) if c is not None else y.add_(x.narrow(ax, k, g))
-                x, c = y, None
-            if isinstance(sw2, torch.Tensor):  # scale not applied yet
-                x = x * (sw2 / npix)
-            return x.reshape(*lead, *state.grid).add_(sb2)
-        # full pixels: separable circular box filters along the diagonal of each axis pair;
-        # the 1/|P| scale rides on the first pass (a fresh tensor), sb2 on the last
-        scale = sw2 / npix
-        first = True
-        for axis, p in enumerate(patch):
-            if p > 1:
-                lo, hi = (p - 1) // 2, p - 1 - (p - 1) // 2
-                t = _diag_shift_sum(t, t.dim() - 2 * d + axis, t.dim() - d + axis, lo, hi,
-                                    scale if first else None)
-                first = False
-        return (t * scale if first else t).add_(sb2)
-
-    return state.map(box)
-
-
-def _diag_shift_sum(t, d1, d2, lo, hi, scale=None):
-    """``sum_{b=-lo..hi} t[.., (a+b)%n, .., (a'+b)%n, ..]``: both axes ``d1``, ``d2`` shifted together.
-
-    A circular box filter along the diagonal direction of the ``(d1, d2)`` plane.  The
-    shift by ``b`` maps the plane onto itself in four rectangular blocks (whether ``a + b``
-    and ``a' + b`` wrap around), so each offset is four slice-adds into the output (views of
-    ``t``, no shifted copies).  ``scale`` (a float or 0-dim tensor) multiplies the result;
-    ``t`` itself is never modified.
+    One fused stencil pass per conv layer (:func:`gpbound.kernels.stencil.circular_conv_map`: the
+    circular wrap handled once as slice ranges, cache-sized chunks; tested against the defining sum).
     """
-    n = t.shape[d1]
-    if t.shape[d2] != n:
-        raise RuntimeError(f"_diag_shift_sum needs equal axes; got {t.shape[d1]} and {t.shape[d2]}")  # internal
-    out = t.clone() if scale is None else t * scale
-    for b in range(-lo, hi + 1):
-        if b == 0:
-            continue
-        k = b % n  # 0 < |b| < n (the patch never exceeds the grid), so 0 < k < n
-        # target a in [0, n-k) reads source a+k; a in [n-k, n) reads a+k-n
-        segs = ((slice(0, n - k), slice(k, n)), (slice(n - k, n), slice(0, k)))
-        for ta, sa in segs:
-            for tb, sb in segs:
-                it = [slice(None)] * t.dim()
-                js = [slice(None)] * t.dim()
-                it[d1], it[d2], js[d1], js[d2] = ta, tb, sa, sb
-                src = t[tuple(js)]
-                dst = out[tuple(it)]
-                if scale is None:
-                    dst.add_(src)
-                elif isinstance(scale, torch.Tensor):
-                    dst.add_(src * scale)
-                else:
-                    dst.add_(src, alpha=scale)
-    return out
-
+    return state.map(lambda t: circular_conv_map(t, state.grid, patch, sw2, sb2, state.full))
 
 def _pad_axis(t: torch.Tensor, ax: int, lo: int, hi: int, circular: bool) -> torch.Tensor:
     """Pad axis ``ax`` of ``t`` by ``lo`` / ``hi`` pixels: periodic copies or zeros."""

@@ -54,7 +54,7 @@ MUTATIONS = [
      "return state.map(lambda t: (t * sw2).add_(sb2))  # add_ on a fresh product",
      "return state.map(lambda t: (t * sw2).add_(sb2 * 1.1))  # add_ on a fresh product"),
     ("conv_norm", "Conv: weight normalisation sw2/|P| -> sw2/(1.01 |P|)",
-     "gpbound/kernels/pixels.py",
+     "gpbound/kernels/stencil.py",
      "    npix = math.prod(patch)\n",
      "    npix = math.prod(patch) * 1.01\n"),
     ("pool", "AvgPool: block mean x 1.01",
