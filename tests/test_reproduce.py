@@ -155,7 +155,7 @@ def test_sweep_blocks_resume_and_state_the_protocol(tmp_path):
 
 
 def test_dask_blocks_equal_in_process(tmp_path):
-    distributed = pytest.importorskip("distributed")
+    import distributed
     kw = dict(sizes=(4,), n_networks=3, n_points=2, widths=(4, 8, 8), blocks_per_stack=1, attack=output_attack,
               progress=False, n_boot=0, n_min=1, block_size=1)
     local = run_distance_sweep(**kw)

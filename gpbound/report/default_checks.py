@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, List, Optional
 
 import numpy as np
 
@@ -35,7 +35,7 @@ from .tightness import check_tightness
 from . import fig1_check as _fig1_check
 
 __all__ = [
-    "check_dudley", "check_entropy", "check_constants", "check_crossing", "check_fig1", "check_fig3",
+    "check_dudley", "check_entropy", "check_constants", "check_crossing", "check_fig3",
     "check_fig4", "check_corollary1", "DEFAULT_CHECKS", "expected_max_abs_gaussian",
     "entropy_integral_oracle", "eq16_radius", "eq18_radius",
 ]
@@ -386,67 +386,6 @@ def check_crossing(ctx: CheckContext, *, radius_fn: Optional[Callable] = None, d
 
 
 # ----------------------------------------------------------------------------- (e-g) experiments
-_FIG1_CACHE: Dict[tuple, dict] = {}
-
-
-def _fig1_results(ctx: CheckContext) -> dict:
-    """Small Fig 1 run (faithful preset, narrow, one block per stack), or saved results (``ctx.results_dir/fig1/results.json``)."""
-    if ctx.results_dir is not None:
-        for sub in ("fig1", "fig2", "fig3"):
-            p = Path(ctx.results_dir) / sub / "summary.json"
-            if p.is_file():
-                return json.loads(p.read_text())
-    key = (str(ctx.out_dir), ctx.quick, ctx.seed)
-    if key not in _FIG1_CACHE:
-        from gpbound.experiments.figures import run_distance_sweep
-
-        # default: n = 48 ... 3072 (the paper's range), 6 networks x 3 points per n, widths 8/16/32,
-        # the per-norm ensemble with 20 attack steps (the 100-step default takes > 30 min on 2 cores);
-        # the quick run only smoke-tests the pipeline. Full scale: `gpbound reproduce fig1`.
-        sizes = ctx.options.get("fig1_sizes") or ctx.size((4, 8), (4, 8, 12, 16, 24, 32))
-        attack_kwargs = ctx.options.get("attack_kwargs") or {"steps": 20}
-        _FIG1_CACHE[key] = run_distance_sweep(
-            preset="faithful", sizes=sizes, n_networks=ctx.size(2, 6), n_points=ctx.size(1, 3),
-            widths=ctx.size((4, 4, 4), (8, 16, 32)), blocks_per_stack=1, seed=ctx.seed, progress=False,
-            n_min=ctx.size(40.0, 100.0), n_boot=200, attack_kwargs=attack_kwargs)
-    return _FIG1_CACHE[key]
-
-
-def check_fig1(ctx: CheckContext, *, slope_tolerance: float = 0.35) -> CheckResult:
-    """(e) Median distances vs n: fitted log-log slopes vs the theoretical ones."""
-    from gpbound.experiments.figures import plot_distances_vs_n
-
-    res = _fig1_results(ctx)
-    fig = "fig1_distances.png"
-    plot_distances_vs_n(res, ctx.figure_path(fig))
-    comps, rows = [], []
-    for norm, s in res["slopes"].items():
-        for kind in ("absolute", "relative"):
-            fit = s[kind]
-            se = float(fit.get("boot_se", float("nan")))
-            tol = max(slope_tolerance, 2 * se) if math.isfinite(se) else slope_tolerance
-            comps.append(Comparison(f"slope {norm} {kind} = {fit['expected']:+g}", fit["slope"], "==",
-                                    fit["expected"], atol=tol))
-            rows.append([f"{norm} {kind}", fit["slope"], fit["ci_low"], fit["ci_high"], fit["expected"]])
-    cfg = res["config"]
-    return CheckResult(
-        name="fig1", title="(e) Fig. 1: median adversarial distance vs n",
-        bound="Corollary 1 + Remark 5: distance ~ n^{1/2} (l1), n^0 (l2), n^{-1/2} (linf); relative ~ n^{-1/2}.",
-        measurement=(f"gpbound.experiments.run_distance_sweep: sizes {cfg['sizes']}, {cfg['n_networks']} networks x "
-                     f"{cfg['n_points']} points per size, minimal-norm attacks; log-log slope of the median."),
-        tolerance=f"|slope - expected| <= max({slope_tolerance}, 2 bootstrap standard errors over networks) "
-                  "(a small run: few sizes and networks).",
-        comparisons=comps, preset=str(res["preset"].get("preset")) + " preset", figures=[fig],
-        table={"columns": ["norm", "slope", "CI low", "CI high", "expected"], "rows": rows},
-        numbers={"summary": res["summary"], "slopes": res["slopes"], "config": cfg},
-        details=(res.get("note", "") + ". " + (
-            "Saved full-scale results." if ctx.results_dir is not None else
-            f"A small run: the faithful network narrowed to widths {cfg.get('widths')} with "
-            f"{cfg.get('blocks_per_stack')} block(s) per stack, n up to {3 * max(cfg['sizes']) ** 2}; the paper's "
-            "agreement is for full-width networks, 200 networks per n. For full scale: `gpbound reproduce fig1 "
-            "--out results/fig1` then `gpbound report --results results`.")))
-
-
 def check_fig3(ctx: CheckContext, *, failure_probability: Optional[Callable] = None,
                num_networks: Optional[int] = None) -> CheckResult:
     """(f) Percentile plot (Fig. 3) with the comparison bound's slope; the empirical P(distance <= r) vs the bound."""
@@ -462,7 +401,7 @@ def check_fig3(ctx: CheckContext, *, failure_probability: Optional[Callable] = N
     n, M = int(arch.n), float(arch.M)
     x0n = float(torch.linalg.norm(x0))
     kinds = {f"theory resnet, n = {n} ({K} networks, one x0)": d}
-    res = _fig1_results(ctx)  # the faithful Fig. 1 distances at the largest size, for the shape of the curve
+    res = _fig1_check.fig1_results(ctx)  # the faithful Fig. 1 distances at the largest size, for the shape of the curve
     top = max(int(r["n"]) for r in res["records"])
     kinds[f"faithful, n = {top} (Fig. 1 run)"] = np.concatenate(
         [np.asarray(r["l1"]["distance"], float) for r in res["records"] if int(r["n"]) == top])
@@ -557,7 +496,6 @@ def check_corollary1(ctx: CheckContext, *, corollary1: Optional[Callable] = None
     """(h) Corollary 1 radius table for the resnet preset, against eq. (16), (18) and (40)."""
     import torch
 
-    from gpbound.covering import entropy_integral
     from gpbound.kernels.presets import get_preset
     from gpbound import radii
 
@@ -571,7 +509,6 @@ def check_corollary1(ctx: CheckContext, *, corollary1: Optional[Callable] = None
         n, M = int(arch.n), float(arch.M)
         x0 = torch.from_numpy(np.random.default_rng(ctx.seed + s).uniform(0, 1, n))
         x0n = float(torch.linalg.norm(x0))
-        a_num = float(entropy_integral(n, method="numeric"))
         e1, e2 = expected_max_abs_gaussian(n), _chi_mean(n)
         for d in deltas:
             comp = corollary1(arch, x0, d)
