@@ -125,11 +125,15 @@ def test_bound_delta_has_no_fallback(monkeypatch):
     from gpbound import radii, crossing
 
     x0 = torch.ones(4, dtype=torch.float64)
-    d = crossing._bound_delta("segment", 0.1, x0, 2.0, "numeric")
-    assert d == pytest.approx(float(radii.segment_failure_probability(0.1, 2.0, 2.0)))
-    monkeypatch.delattr(radii, "segment_failure_probability")
-    with pytest.raises(AttributeError, match="segment_failure_probability"):
-        crossing._bound_delta("segment", 0.1, x0, 2.0, "numeric")
+    d = crossing._bound_delta("segment", 0.1, x0, 2.0, "numeric", "dudley")
+    assert d == pytest.approx(float(radii.segment_failure_probability(0.1, 2.0, 2.0)), rel=1e-14)
+    d = crossing._bound_delta("segment", 0.1, x0, 2.0, "numeric")  # the default: the comparison bound
+    assert d == pytest.approx(float(radii.comparison_segment_failure_probability(0.1, 2.0, 2.0)), rel=1e-14)
+    for name, bound in (("segment_failure_probability", "dudley"),
+                        ("comparison_segment_failure_probability", "comparison")):
+        monkeypatch.delattr(radii, name)
+        with pytest.raises(AttributeError, match=name):
+            crossing._bound_delta("segment", 0.1, x0, 2.0, "numeric", bound)
 
 
 def test_theory_preset_does_not_rewrite_type_errors(monkeypatch):

@@ -712,13 +712,13 @@ def run_trained_vs_random(dataset="digits", preset: str = "faithful", n_networks
             "test_accuracy": [r["test_accuracy"] for r in recs], "wall_s": time.perf_counter() - t0}
 
 
-# ---------------------------------------------------------------- plots (matplotlib, Agg)
+# ---------------------------------------------------------------- plots (gpbound.report.plots, the one helper)
 
-def _pyplot():
-    import matplotlib
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-    return plt
+def _plots():
+    """:mod:`gpbound.report.plots` (imported late: the report imports this module's sweeps)."""
+    from gpbound.report import plots
+
+    return plots
 
 
 def plot_distances_vs_n(results: Mapping, path) -> str:
@@ -726,10 +726,16 @@ def plot_distances_vs_n(results: Mapping, path) -> str:
     5-95 % band and the fitted slope with its bootstrap interval; top row absolute, bottom row
     relative distances. Failed attacks count as ``+inf`` (an infinite median is not drawn); the
     number of failures per ``n`` is written under each point, and the title states the protocol."""
-    plt = _pyplot()
+    P = _plots()
     summary, slopes = results["summary"], results.get("slopes", {})
     norms = list(summary)
-    fig, axes = plt.subplots(2, len(norms), figsize=(4.2 * len(norms), 7), squeeze=False)
+    with P.figure(path, ncols=len(norms), nrows=2, figsize=(4.6 * len(norms), 7.6)) as (fig, grid):
+        _draw_distances(fig, grid, results, summary, slopes, norms, P)
+    return str(path)
+
+
+def _draw_distances(fig, grid, results, summary, slopes, norms, P):
+    axes = np.array(grid, dtype=object).reshape(2, len(norms))
     for j, norm in enumerate(norms):
         ns = np.asarray(summary[norm]["n"], dtype=float)
         for i, kind in enumerate(("absolute", "relative")):
@@ -756,25 +762,25 @@ def plot_distances_vs_n(results: Mapping, path) -> str:
                 nf = np.asarray(fit["n"])
                 ax.plot(nf, np.exp(fit["intercept"]) * nf ** fit["slope"], "-",
                         label=f"slope {fit['slope']:.2f} [{fit['ci_low']:.2f}, {fit['ci_high']:.2f}]"
-                              f" (exp. {fit['expected']:+.1f})")
+                              f" (theory {fit['expected']:+.1f})")
+                left_out = ok & ~np.isin(ns, nf)
+                if left_out.any():
+                    P.mark_excluded(ax, ns[left_out], med[left_out], label="left out of the fit (small n)")
             ax.set_xscale("log")
             ax.set_yscale("log")
+            P.log_ticks(ax)
             ax.set_xlabel(f"n (failures: {sum(nfail)})")
             ax.set_ylabel(("" if kind == "absolute" else "relative ") + f"{norm} distance")
-            ax.legend(fontsize=7)
+            P.legend_outside(ax, where="below")
     preset = results.get("preset", {}).get("preset", "?")
     cfg = results.get("config", {})
     diffs = results.get("differences_from_paper")
     fig.suptitle(f"minimal adversarial distance of random networks (preset {preset}; "
-                 f"{'fresh network per norm' if not results.get('paired', True) else 'paired norms'}; "
-                 f"protocol {results.get('protocol', '?')}, {cfg.get('n_networks', '?')} networks x "
+                 f"{'fresh network per norm' if not results.get('paired', True) else 'paired norms'};\n"
+                 f"protocol {results.get('protocol', '?')}, {cfg.get('n_networks', '?')} networks × "
                  f"{cfg.get('n_points', '?')} points, box {cfg.get('bounds')}; "
                  f"{len(diffs) if diffs is not None else '?'} difference(s) from the paper, see summary.json)",
                  fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return str(path)
 
 
 def plot_percentiles(curves: Mapping[str, Mapping], path, title: str = "",
@@ -782,16 +788,26 @@ def plot_percentiles(curves: Mapping[str, Mapping], path, title: str = "",
     """Fig 3: sorted distances against percentile per input kind, with the linear fit over the
     lowest fraction drawn on its range, and optional bound lines ``percentile = slope * distance``
     (``bound_slopes``: label -> slope in percent per unit distance, e.g. Corollary 1's at r -> 0)."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.2, 4.4))
+    P = _plots()
+    with P.figure(path, figsize=(6.2, 4.4)) as (fig, ax):
+        _draw_percentiles(ax, curves, title, bound_slopes, P)
+    return str(path)
+
+
+def _draw_percentiles(ax, curves, title, bound_slopes, P):
     first = next(iter(curves.values()), None)
     for kind, c in curves.items():
         d, p = np.asarray(c["distances"]), np.asarray(c["percentiles"])
-        (line,) = ax.plot(d, p, ".", ms=3, label=kind)
         if np.isfinite(c.get("slope", np.nan)):
-            dd = d[:c["n_fit"]]
+            nfit = int(c["n_fit"])
+            (line,) = ax.plot(d[:nfit], p[:nfit], ".", ms=3, label=f"{kind} (fitted)")
+            ax.plot(d[nfit:], p[nfit:], ".", ms=3, color=line.get_color(), alpha=0.35,
+                    label=f"{kind} (left out of the fit)")
+            dd = d[:nfit]
             ax.plot(dd, c["intercept"] + c["slope"] * dd, "-", color=line.get_color(),
                     label=f"{kind}: fit lowest {100 * c['fit_fraction']:.0f} % (slope {c['slope']:.3g} %/unit)")
+        else:
+            ax.plot(d, p, ".", ms=3, label=kind)
     if bound_slopes and first is not None and len(first["distances"]):
         d0 = np.asarray(first["distances"], float)
         xmax = float(np.nanmax(d0[np.isfinite(d0)])) if np.isfinite(d0).any() else 1.0
@@ -802,35 +818,41 @@ def plot_percentiles(curves: Mapping[str, Mapping], path, title: str = "",
     ax.set_xlabel("distance")
     ax.set_ylabel("percentile")
     ax.set_title(title)
-    ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return str(path)
+    P.legend_outside(ax, where="right")
 
 
 def plot_trained_vs_random(results: Mapping, path) -> str:
     """Fig 4: median distance (45-55 % error bars) per input kind, trained vs random networks,
     one panel per norm (log scale)."""
-    plt = _pyplot()
+    P = _plots()
     summary = results["summary"]
     norms = list(next(iter(summary["trained"].values())))
+    with P.figure(path, ncols=len(norms), figsize=(4.4 * len(norms), 3.8)) as (fig, axes):
+        _draw_trained_vs_random(fig, axes if len(norms) > 1 else [axes], results, summary, norms, P)
+    return str(path)
+
+
+def _draw_trained_vs_random(fig, axes, results, summary, norms, P):
     kinds = ("random", "train", "test")
-    fig, axes = plt.subplots(1, len(norms), figsize=(4.2 * len(norms), 3.6), squeeze=False)
     for j, norm in enumerate(norms):
-        ax = axes[0, j]
+        ax = axes[j]
         for off, net_kind in ((-0.18, "trained"), (0.18, "random")):
             st = [summary[net_kind][k][norm] for k in kinds]
-            med = np.array([s["median"] for s in st])
-            err = [med - np.array([s["p45"] for s in st]), np.array([s["p55"] for s in st]) - med]
-            ax.bar(np.arange(3) + off, med, width=0.34, yerr=err, capsize=3, label=f"{net_kind} network")
+            med = np.array([s["median"] for s in st], dtype=float)
+            p45 = np.array([s["p45"] for s in st], dtype=float)
+            p55 = np.array([s["p55"] for s in st], dtype=float)
+            # failures count as +inf: a bar whose median (or 55 % point) is infinite is not drawn but labelled
+            ok = np.isfinite(med) & np.isfinite(p45) & np.isfinite(p55)
+            h = np.where(ok, med, np.nan)
+            err = [np.where(ok, med - np.where(ok, p45, 0.0), 0.0), np.where(ok, np.where(ok, p55, 0.0) - med, 0.0)]
+            ax.bar(np.arange(3) + off, h, width=0.34, yerr=err, capsize=3, label=f"{net_kind} network")
+            for x in np.flatnonzero(~ok):
+                ax.annotate("+∞ (failures)", (x + off, 0.5), xycoords=("data", "axes fraction"), rotation=90,
+                            ha="center", va="center", fontsize=7, color="red")
         ax.set_xticks(range(3))
         ax.set_xticklabels(kinds)
         ax.set_yscale("log")
+        P.log_ticks(ax, "y")
         ax.set_ylabel(f"median {norm} distance")
-        ax.legend(fontsize=7)
+        P.legend_inside(ax)
     fig.suptitle(f"trained vs random networks ({results.get('config', {}).get('dataset', '')})")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return str(path)

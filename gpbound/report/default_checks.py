@@ -410,8 +410,8 @@ def check_fig3(ctx: CheckContext, *, failure_probability: Optional[Callable] = N
     # per unit distance, is 100 (sqrt(2/pi) e + s) M / ||x0|| (comparison) or L (...) / sqrt K(x0,x0) (instance)
     c_e = math.sqrt(2 / math.pi) * gaussian_width(1, n) + 1.0
     k00 = float(arch.kernel(x0.reshape(1, -1), diag=True)) ** 0.5
-    slopes = {"comparison bound (slope at r -> 0)": 100 * c_e * M / x0n,
-              "instance bound (slope at r -> 0)": 100 * c_e * feature_lipschitz(arch, 2.0) / k00}
+    slopes = {"comparison bound (slope at r → 0)": 100 * c_e * M / x0n,
+              "instance bound (slope at r → 0)": 100 * c_e * feature_lipschitz(arch, 2.0) / k00}
     fig = "fig3_percentiles.png"
     plot_percentiles(curves, ctx.figure_path(fig), title=f"l1 distances by percentile (theory resnet width {width})",
                      bound_slopes=slopes)
@@ -445,8 +445,8 @@ def check_fig3(ctx: CheckContext, *, failure_probability: Optional[Callable] = N
                  "min_distance": dmin, "bound_slopes": slopes, "measured_slope": meas},
         details=f"Slopes of P(distance ≤ r) in percent per unit ℓ1 distance: measured (linear fit over the lowest "
                 f"25 %) {meas:.4g} (R² = {c.get('r2', float('nan')):.3f}); comparison bound at r → 0 "
-                f"{slopes['comparison bound (slope at r -> 0)']:.4g}; instance bound "
-                f"{slopes['instance bound (slope at r -> 0)']:.4g}. The smallest distance found ({dmin:.4g}) is "
+                f"{slopes['comparison bound (slope at r → 0)']:.4g}; instance bound "
+                f"{slopes['instance bound (slope at r → 0)']:.4g}. The smallest distance found ({dmin:.4g}) is "
                 f"{dmin / r_cert:.3g} times the certified radius r(δ = 0.5) = {r_cert:.4g}.")
 
 
