@@ -239,6 +239,9 @@ def test_reproduce_quick_resumes(tmp_path):
     summary = json.loads((tmp_path / "fig1" / "summary.json").read_text())
     assert summary["config"]["sizes"] == [4, 8] and len(summary["records"]) == 2
     assert (tmp_path / "fig1" / "distances_vs_n.png").read_bytes()[:4] == b"\x89PNG"
+    # the slopes next to theory's and the authors', and a plain warning that --quick is too small to trust
+    assert "(theory +0.5; the authors' 13-size medians +0.424)" in first.stdout
+    assert "WARNING: --quick is a smoke run" in first.stdout
     lines = (tmp_path / "fig1" / "results.jsonl").read_text().splitlines()
     again = run_cli(*args)  # resumes: nothing recomputed, same records
     assert again.returncode == 0, again.stderr[-2000:]

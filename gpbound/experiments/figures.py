@@ -748,30 +748,34 @@ def _draw_distances(fig, grid, results, summary, slopes, norms, P):
             band = np.isfinite(p5) & np.isfinite(p95)
             if band.any():
                 ax.fill_between(ns[band], p5[band], p95[band], alpha=0.2, label="5-95 %")
-            if ok.any():
-                ax.errorbar(ns[ok], med[ok], yerr=[med[ok] - lo[ok], hi[ok] - med[ok]], fmt="o", capsize=3,
-                            label="median (45-55 %)")
+            fit = slopes.get(norm, {}).get(kind)
+            has_fit = bool(fit) and np.isfinite(fit.get("slope", np.nan))
+            fitted = ok & (np.isin(ns, np.asarray(fit["n"], dtype=float)) if has_fit else True)
+            left_out = ok & ~fitted
+            for sel, style, label in ((fitted, {}, "median (45-55 %)"),
+                                      (left_out, {"mfc": "white"}, "median, left out of the fit (small n)")):
+                if sel.any():
+                    ax.errorbar(ns[sel], med[sel], yerr=[med[sel] - lo[sel], hi[sel] - med[sel]], fmt="o",
+                                capsize=3, color="C0", label=label, **style)
             nfail = [int(s.get("failures", 0)) for s in st]
             for x, y, k in zip(ns, med, nfail):
                 if k:
                     yy = y if np.isfinite(y) else (np.nanmax(med[ok]) if ok.any() else 1.0)
                     ax.annotate(f"{k} failed" + ("" if np.isfinite(y) else " (median +inf)"), (x, yy),
                                 textcoords="offset points", xytext=(0, -12), fontsize=6, ha="center", color="red")
-            fit = slopes.get(norm, {}).get(kind)
-            if fit and np.isfinite(fit.get("slope", np.nan)):
+            if has_fit:
                 nf = np.asarray(fit["n"])
-                ax.plot(nf, np.exp(fit["intercept"]) * nf ** fit["slope"], "-",
+                ax.plot(nf, np.exp(fit["intercept"]) * nf ** fit["slope"], "-", color="C1",
                         label=f"slope {fit['slope']:.2f} [{fit['ci_low']:.2f}, {fit['ci_high']:.2f}]"
                               f" (theory {fit['expected']:+.1f})")
-                left_out = ok & ~np.isin(ns, nf)
-                if left_out.any():
-                    P.mark_excluded(ax, ns[left_out], med[left_out], label="left out of the fit (small n)")
             ax.set_xscale("log")
             ax.set_yscale("log")
             P.log_ticks(ax)
             ax.set_xlabel(f"n (failures: {sum(nfail)})")
             ax.set_ylabel(("" if kind == "absolute" else "relative ") + f"{norm} distance")
-            P.legend_outside(ax, where="below")
+            leg = P.legend_outside(ax, where="below")
+            if leg is not None and i == 0:
+                leg.set_in_layout(True)  # the top row's legends: room is made above the bottom row
     preset = results.get("preset", {}).get("preset", "?")
     cfg = results.get("config", {})
     diffs = results.get("differences_from_paper")

@@ -84,8 +84,10 @@ def figure(path, *, ncols=1, nrows=1, figsize=None, dpi=110):
             fig.tight_layout()
             path.parent.mkdir(parents=True, exist_ok=True)
             legends = [a.get_legend() for a in fig.axes if a.get_legend() is not None] + list(fig.legends)
+            # the tight box is computed from these artists only: the figure's title and texts belong to it
+            titles = [s for s in (getattr(fig, "_suptitle", None),) if s is not None] + list(fig.texts)
             fig.savefig(path, format="png", dpi=dpi, bbox_inches="tight",
-                        bbox_extra_artists=legends + [a for a in fig.axes])
+                        bbox_extra_artists=legends + [a for a in fig.axes] + titles)
         finally:
             plt.close(fig)
 
@@ -136,7 +138,7 @@ def log_ticks(ax, axis="both"):
         if lo <= 0 or not math.isfinite(hi) or math.log10(hi / lo) >= 3:
             continue
         a.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-        a.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:.3g}"))
+        a.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
         a.set_minor_formatter(NullFormatter())
 
 
