@@ -256,12 +256,7 @@ class Architecture:
         torch.nn.Module
             Maps ``(B, n)`` or ``(B, *input_shape)`` to ``(B, output_dim)``.
         """
-        sw2 = _check_variance(sigma_w2, "sigma_w2")
-        sb2 = _check_variance(sigma_b2, "sigma_b2")
-        if sw2 <= 0:
-            raise ValueError(f"sigma_w2 must be > 0; got {sw2}")
-        if sb2 < 0:
-            raise ValueError(f"sigma_b2 must be >= 0; got {sb2}")
+        sw2, sb2 = (float(v) for v in self._variances(sigma_w2, sigma_b2))
         if width is not None:
             width = _pos_int(width, "width", "Architecture.network")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
