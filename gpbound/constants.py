@@ -58,7 +58,8 @@ def theorem2_M(arch_or_pixels, flatten_pixels=None):
     ------
     TypeError, ValueError
         Missing attributes, non-integer or non-positive pixel counts, or both an architecture
-        and ``flatten_pixels`` given.
+        and ``flatten_pixels`` given; an architecture whose ``theorem2_issues`` are not empty
+        (strided or zero-padded convolutions: Theorem 2 is not derived for them).
 
     Examples
     --------
@@ -69,6 +70,11 @@ def theorem2_M(arch_or_pixels, flatten_pixels=None):
     if hasattr(arch_or_pixels, "input_pixels") and hasattr(arch_or_pixels, "flatten_pixels"):
         if flatten_pixels is not None:
             raise ValueError("flatten_pixels must be None when an architecture is given")
+        issues = tuple(getattr(arch_or_pixels, "theorem2_issues", ()))
+        if issues:  # a certified radius needs a proved M: never the pixel ratio where it is not derived
+            raise ValueError(f"arch_or_pixels: Theorem 2's M is not derived for this architecture ({issues[0]}"
+                             + (f"; and {len(issues) - 1} more" if len(issues) > 1 else "")
+                             + "), so no certified radius rests on it")
         i0 = _pixels(arch_or_pixels.input_pixels, "arch_or_pixels.input_pixels (a pixel count)")
         ilf = _pixels(arch_or_pixels.flatten_pixels, "arch_or_pixels.flatten_pixels (a pixel count)")
     else:

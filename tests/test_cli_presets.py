@@ -33,3 +33,31 @@ def test_unknown_preset_still_unknown(capsys):
 
 def test_analytic_presets_still_load():
     assert load_architecture("resnet", 8)[0].has_kernel
+
+
+@pytest.mark.parametrize("conv", [{"stride": 2}, {"padding": "same"}])
+def test_no_certified_radius_where_theorem2_is_not_derived(tmp_path, capsys, conv):
+    """Strided or zero-padded convolutions have an NNGP kernel but no derived Theorem 2 M: the library
+    refuses M (so corollary1 has no radius to call certified) and the CLI says so in one line."""
+    import json
+
+    import torch
+
+    from gpbound.constants import theorem2_M
+    from gpbound.kernels import Architecture, Conv, Flatten, ReLU, serial
+    from gpbound.radii import corollary1
+
+    arch = Architecture(serial(Conv(4, 3, **conv), ReLU(), Flatten(1)), input_shape=(1, 6, 6))
+    assert arch.has_kernel and arch.theorem2_issues
+    with pytest.raises(ValueError, match="^arch_or_pixels: Theorem 2's M is not derived"):
+        theorem2_M(arch)
+    with pytest.raises(ValueError, match="Theorem 2's M is not derived"):
+        corollary1(arch, torch.rand(arch.n, dtype=torch.float64), 0.1)
+    path = tmp_path / "arch.json"
+    path.write_text(json.dumps(arch.to_dict()))
+    assert main(["radius", "--arch", str(path), "--delta", "0.1", "--random-input", "0"]) == 2
+    line = _one_error_line(capsys)
+    assert "Theorem 2's M is not derived" in line and "no certified radius" in line
+    # the same layers with circular stride-1 convolutions keep their radius
+    ok = Architecture(serial(Conv(4, 3), ReLU(), Flatten(1)), input_shape=(1, 6, 6))
+    assert not ok.theorem2_issues and theorem2_M(ok) == pytest.approx(1.0)

@@ -197,6 +197,10 @@ def _arch_facts(arch) -> Dict[str, Any]:
 def _theorem_M(arch) -> float:
     from gpbound.constants import theorem2_M
 
+    issues = tuple(getattr(arch, "theorem2_issues", ()))
+    if issues:  # the user's architecture file: one line, not a traceback
+        raise UserError(f"Theorem 2's M is not derived for this architecture ({issues[0]}), so no certified "
+                        "radius applies; its kernel and finite networks still work")
     return float(theorem2_M(arch))
 
 
