@@ -131,6 +131,20 @@ class NetworkEnsemble:
         out = self._apply_all(x.reshape(self.K, P, *x.shape[1:]), shared=False)
         return self._select(out).reshape(B)
 
+    def many(self, X: torch.Tensor) -> torch.Tensor:
+        """``m`` candidates per row in one stacked call: ``X`` ``(m, K*P, n)`` -> ``(m, K*P)``; candidate
+        ``X[j, b]`` goes to row ``b``'s network (used by the batched l1 coordinate probe)."""
+        if X.dim() != 3:
+            raise ValueError(f"X must have shape (m, K*P, n); got {tuple(X.shape)}")
+        m, B = X.shape[0], X.shape[1]
+        P = self.P if self.P is not None else B // self.K
+        if B != self.K * P or P < 1:
+            raise ValueError(f"X must have K*P = {self.K}*{self.P if self.P else 'P'} rows per candidate "
+                             f"set (network-major); got {B}")
+        x = X.reshape(m, self.K, P, *X.shape[2:]).transpose(0, 1).reshape(self.K, m * P, *X.shape[2:])
+        out = self._select(self._apply_all(x, shared=False))  # (K, m*P)
+        return out.reshape(self.K, m, P).transpose(0, 1).reshape(m, B)
+
     def evaluate_alone(self, x: torch.Tensor, rows: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Each selected row of ``x`` ``(K*P, n)`` evaluated alone by its own network (a fresh
         forward pass of ``networks[b // P]`` on the batch of one row ``x[b:b+1]``, no vmap);

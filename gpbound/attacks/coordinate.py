@@ -24,9 +24,12 @@ from typing import Optional, Tuple
 
 import torch
 
-from .verify import evaluate, flip_margin, is_adversarial, value_and_grad
+from .verify import evaluate, evaluate_many, flip_margin, is_adversarial, value_and_grad
 
 __all__ = ["coordinate_attack"]
+
+#: candidate entries (sets x rows x n) per stacked call of the coordinate probe
+_PROBE_ENTRIES = 2 ** 22
 
 
 
@@ -70,19 +73,27 @@ def coordinate_attack(f, x0: torch.Tensor, y0: torch.Tensor, t_max: torch.Tensor
         _, gb = value_and_grad(f, x_boundary)
         coords.append(gb.abs().topk(k, dim=-1).indices)
     if 2 * n <= probe_dirs and 2 * n * B <= probe_rows:
-        # every direction probed once at t_max; those that flip for some row are searched for all rows
-        hits = []
-        for i in range(n):
-            for sgn in (1.0, -1.0):
-                x = x0.clone()
-                x[:, i] += sgn * t_max
-                if bounds is not None:
-                    x = x.clamp(bounds[0], bounds[1])
-                if bool(is_adversarial(y0, evaluate(f, x), margin).any()):
-                    hits.append(i)
-                    break
-        if hits:
-            coords.append(torch.tensor(hits, device=x0.device).unsqueeze(0).expand(B, -1))
+        # every direction +-e_i probed once at t_max, in chunks of candidate sets (one stacked call per
+        # chunk for a NetworkEnsemble: no Python loop over coordinates); the coordinates that flip a row
+        # are searched for that row (rows with fewer hits fill up with steep coordinates: harmless)
+        hit = torch.zeros(B, n, dtype=torch.bool, device=x0.device)
+        chunk = max(1, min(2 * n, _PROBE_ENTRIES // max(1, B * n)))
+        for start in range(0, 2 * n, chunk):
+            d = torch.arange(start, min(2 * n, start + chunk), device=x0.device)
+            i, sgn = d // 2, 1.0 - 2.0 * (d % 2).to(x0.dtype)
+            X = x0.unsqueeze(0).repeat(len(d), 1, 1)
+            j = torch.arange(len(d), device=x0.device)
+            X[j, :, i] += sgn[:, None] * t_max[None, :]
+            if bounds is not None:
+                X = X.clamp(bounds[0], bounds[1])
+            flips = is_adversarial(y0[None, :], evaluate_many(f, X), margin)  # (m, B)
+            hit.index_put_((torch.arange(B, device=x0.device)[None, :].expand_as(flips)[flips],
+                            i[:, None].expand_as(flips)[flips]), torch.ones((), dtype=torch.bool,
+                                                                            device=x0.device))
+        m_hits = int(hit.sum(-1).max())
+        if m_hits:
+            rank = hit.to(x0.dtype) * 2.0 + g.abs() / g.abs().amax(-1, keepdim=True).clamp_min(1e-300)
+            coords.append(rank.topk(m_hits, dim=-1).indices)
     idx = torch.cat(coords, dim=-1)  # (B, m) (duplicates are harmless)
     frac = span ** (-(1.0 - torch.linspace(0.0, 1.0, int(grid), dtype=x0.dtype, device=x0.device)))
     best_t = torch.full((B,), float("inf"), dtype=x0.dtype, device=x0.device)

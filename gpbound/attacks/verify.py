@@ -67,6 +67,25 @@ def evaluate(f: Function, x: torch.Tensor) -> torch.Tensor:
     return _check_output(y, x)
 
 
+def evaluate_many(f: Function, X: torch.Tensor) -> torch.Tensor:
+    """Evaluate ``f`` on ``m`` candidates per row: ``X`` ``(m, B, n)`` -> ``(m, B)``, without gradients.
+
+    ``X[j, b]`` is a candidate for row ``b`` (so for a :class:`gpbound.ensemble.NetworkEnsemble` it goes to
+    row ``b``'s network).  If ``f`` has a method ``many(X)`` (the ensemble: one stacked call for all ``m``
+    candidates) it is used; otherwise ``f`` is called once per candidate set ``X[j]`` (a general ``f`` may
+    treat its rows differently, so its rows cannot be re-laid out).
+    """
+    own = getattr(f, "many", None)
+    if callable(own):
+        with torch.no_grad():
+            y = own(X)
+        if not isinstance(y, torch.Tensor) or y.shape != X.shape[:2]:
+            raise ValueError(f"f.many(X) must return a tensor of shape {tuple(X.shape[:2])}; "
+                             f"got {getattr(y, 'shape', type(y).__name__)}")
+        return y
+    return torch.stack([evaluate(f, X[j]) for j in range(X.shape[0])], 0)
+
+
 def evaluate_alone(f: Function, x: torch.Tensor, rows: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Evaluate ``f`` on each row of ``x`` *alone* (a fresh forward pass of a batch of one row).
 
