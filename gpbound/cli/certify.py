@@ -112,7 +112,9 @@ def run(args) -> int:
                    "scale": isinstance(kern, gpytorch.kernels.ScaleKernel), "mean": "constant"}
             if cfg["kernel"] == "nngp":
                 cfg["architecture"] = base.architecture.to_dict()
-            (d / "config.json").write_text(json.dumps(cfg, indent=1), encoding="utf-8")
+            from gpbound.report.checks import atomic_write_text
+
+            atomic_write_text(d / "config.json", json.dumps(cfg, indent=1))
             np.savez(d / "data.npz", X_train=Xtr.numpy(), y_train=ytr.numpy(), X_test=Xte.numpy(), y_test=yte.numpy())
     else:
         model, Xte, yte, label = _certify_model_from_files(args)
