@@ -9,13 +9,14 @@ perturbations.  This attack searches the segments ``x0 + t s e_i``, ``s = +-1``,
 ``0 < t <= t_max``, for the ``k`` coordinates of largest ``|grad f|`` at ``x0`` (and at
 a boundary point found by another attack, when given; where ``2n <= probe_dirs`` and ``2nB <= probe_rows``,
 also every coordinate whose move by ``t_max`` flips the label), on a geometric grid of ``t``;
-the first flip of each direction is a candidate, which :func:`gpbound.attacks.verify.verify`
+the shortest flipping move of each row is the candidate, which :func:`gpbound.attacks.verify.verify`
 then bisects onto the boundary along the segment.
 
 ``f`` is always evaluated on whole ``(B, n)`` batches (row ``b`` moved along its own
-direction), so a stacked :class:`~gpbound.ensemble.NetworkEnsemble` works: the
-Python loop runs over candidate batches (one per probed direction, one per searched
-direction and grid step), never over points.  The probe is the costly part (``2n`` batch
+direction), so a stacked :class:`~gpbound.ensemble.NetworkEnsemble` works, and all
+candidate sets of a chunk go to :func:`~gpbound.attacks.verify.evaluate_many` (one stacked call
+for an ensemble): the Python loops run over chunks of directions and over the ``grid`` steps,
+never over coordinates or points.  The probe is the costly part (``2n`` batch
 evaluations), hence its limits ``probe_dirs`` and ``probe_rows``.
 """
 from __future__ import annotations
@@ -36,7 +37,7 @@ _PROBE_ENTRIES = 2 ** 22
 def coordinate_attack(f, x0: torch.Tensor, y0: torch.Tensor, t_max: torch.Tensor, k: int = 6, grid: int = 12,
                       span: float = 100.0, x_boundary: Optional[torch.Tensor] = None,
                       bounds: Optional[Tuple[float, float]] = None, probe_dirs: int = 1024,
-                      probe_rows: int = 2 ** 16) -> torch.Tensor:
+                      probe_rows: int = 2 ** 16, probe: Optional[bool] = None) -> torch.Tensor:
     """Unverified candidates ``x0 + t s e_i`` from a line search along the steepest coordinates.
 
     Parameters
@@ -59,6 +60,11 @@ def coordinate_attack(f, x0: torch.Tensor, y0: torch.Tensor, t_max: torch.Tensor
         batch of ``B`` rows each) and the coordinates that flip some row are searched too:
         exhaustive over coordinates where affordable (the flipping coordinate is often far down
         the gradient ranking: measured rank 34 and 306 of 432 on the authors' network).
+    probe : bool or None, default None
+        ``True``: the exhaustive probe runs whatever ``n`` and ``B`` (cost ``2 n`` evaluations of ``B``
+        rows, in chunks); ``False``: never; ``None``: only within ``probe_dirs`` and ``probe_rows``.
+        A sweep over sizes should fix it (``True`` or ``False``) so that the l1 attack has the same
+        strength at every size (:func:`gpbound.experiments.figures.distance_tasks` does).
 
     Returns
     -------
@@ -72,7 +78,9 @@ def coordinate_attack(f, x0: torch.Tensor, y0: torch.Tensor, t_max: torch.Tensor
     if x_boundary is not None:
         _, gb = value_and_grad(f, x_boundary)
         coords.append(gb.abs().topk(k, dim=-1).indices)
-    if 2 * n <= probe_dirs and 2 * n * B <= probe_rows:
+    if probe is not None and not isinstance(probe, bool):
+        raise TypeError(f"probe must be None, True or False; got {probe!r}")
+    if probe or (probe is None and 2 * n <= probe_dirs and 2 * n * B <= probe_rows):
         # every direction +-e_i probed once at t_max, in chunks of candidate sets (one stacked call per
         # chunk for a NetworkEnsemble: no Python loop over coordinates); the coordinates that flip a row
         # are searched for that row (rows with fewer hits fill up with steep coordinates: harmless)
@@ -95,24 +103,37 @@ def coordinate_attack(f, x0: torch.Tensor, y0: torch.Tensor, t_max: torch.Tensor
             rank = hit.to(x0.dtype) * 2.0 + g.abs() / g.abs().amax(-1, keepdim=True).clamp_min(1e-300)
             coords.append(rank.topk(m_hits, dim=-1).indices)
     idx = torch.cat(coords, dim=-1)  # (B, m) (duplicates are harmless)
+    m = idx.shape[1]
+    # directions d = 2 j + (0: +e_idx[:, j], 1: -e_idx[:, j]); grid steps ascending (short moves first), each
+    # step one stacked evaluation of every direction (in chunks): the first step at which some direction
+    # flips a row gives that row's shortest flipping move, the first such direction in (j, sign) order
     frac = span ** (-(1.0 - torch.linspace(0.0, 1.0, int(grid), dtype=x0.dtype, device=x0.device)))
-    best_t = torch.full((B,), float("inf"), dtype=x0.dtype, device=x0.device)
-    best_x = x0.clone()
     rows = torch.arange(B, device=x0.device)
-    for j in range(idx.shape[1]):
-        i = idx[:, j]
-        for s in (1.0, -1.0):
-            for fr in frac.tolist():  # short moves first: the first flip of this direction
-                t = t_max * fr
-                x = x0.clone()
-                x[rows, i] = x0[rows, i] + s * t
-                if bounds is not None:
-                    x = x.clamp(bounds[0], bounds[1])
-                flip = is_adversarial(y0, evaluate(f, x), margin) & (t < best_t)
-                if bool(flip.any()):
-                    best_t = torch.where(flip, t, best_t)
-                    best_x = torch.where(flip.unsqueeze(-1), x, best_x)
-                # rows whose best is already shorter than this grid point can't improve along it
-                if not bool((t < best_t).any()):
-                    break
+    d_all = torch.arange(2 * m, device=x0.device)
+    col = idx[:, d_all // 2].T  # (2m, B): the coordinate each direction moves in each row
+    sgn = (1.0 - 2.0 * (d_all % 2).to(x0.dtype))[:, None]  # (2m, 1)
+    found = torch.zeros(B, dtype=torch.bool, device=x0.device)
+    best_x = x0.clone()
+    chunk = max(1, min(2 * m, _PROBE_ENTRIES // max(1, B * n)))
+    for fr in frac:
+        t = t_max * fr  # (B,)
+        first = torch.full((B,), 2 * m, dtype=torch.long, device=x0.device)  # first flipping direction
+        for start in range(0, 2 * m, chunk):
+            d = d_all[start:start + chunk]
+            X = x0.unsqueeze(0).repeat(len(d), 1, 1)
+            j = torch.arange(len(d), device=x0.device)[:, None]
+            X[j, rows[None, :], col[d]] += sgn[d] * t[None, :]
+            if bounds is not None:
+                X = X.clamp(bounds[0], bounds[1])
+            flips = is_adversarial(y0[None, :], evaluate_many(f, X), margin) & ~found[None, :]  # (c, B)
+            first = torch.minimum(first, torch.where(flips, d[:, None], 2 * m).amin(0))
+        new = first < 2 * m
+        if bool(new.any()):
+            b = rows[new]
+            best_x[b, col[first[new], b]] = x0[b, col[first[new], b]] + sgn[first[new], 0] * t[new]
+            found |= new
+            if bounds is not None:
+                best_x[b] = best_x[b].clamp(bounds[0], bounds[1])
+        if bool(found.all()):
+            break
     return best_x

@@ -167,8 +167,8 @@ def minimal_distance(f: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor
                      generator: Optional[torch.Generator] = None,
                      attacks: Optional[Sequence[str]] = None, restarts: int = 0,
                      bisection_steps: Optional[int] = None, dtype: Optional[torch.dtype] = None,
-                     device=None, reverify_alone: bool = True, polish_steps: Optional[int] = None
-                     ) -> AttackResult:
+                     device=None, reverify_alone: bool = True, polish_steps: Optional[int] = None,
+                     coord_probe: Optional[bool] = None) -> AttackResult:
     """Smallest verified lp distance from each ``x0`` to the decision boundary ``f = 0``.
 
     Runs an ensemble of minimal-norm attacks, verifies each candidate and keeps per
@@ -248,6 +248,11 @@ def minimal_distance(f: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor
         Boundary linearisations of the best verified points after the ensemble (each
         tries the exact minimal-lp point of ``x0`` on the linearised boundary inside the box,
         accepted when verified and closer); ``None``: 1 with ``bounds``, 0 without.
+    coord_probe : bool or None, default None
+        The exhaustive probe of the ``"coord"`` attack (every ``+-e_i`` moved by the best distance so
+        far): ``True`` always, ``False`` never, ``None`` only where ``2 n <= 1024`` and ``2 n B <= 65536``
+        (:func:`gpbound.attacks.coordinate.coordinate_attack`).  Fix it across a sweep over ``n``, so
+        that the l1 attack has the same strength at every size.
 
     Returns
     -------
@@ -283,6 +288,8 @@ def minimal_distance(f: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor
         raise ValueError(f"bisection_steps must be None or an int >= 1; got {bisection_steps!r}")
     if polish_steps is None:
         polish_steps = 0 if bounds is None else 1
+    if coord_probe is not None and not isinstance(coord_probe, bool):
+        raise TypeError(f"coord_probe must be None, True or False; got {coord_probe!r}")
     if isinstance(polish_steps, bool) or not isinstance(polish_steps, int) or polish_steps < 0:
         raise ValueError(f"polish_steps must be None or an int >= 0; got {polish_steps!r}")
     defaults = DEFAULT_ATTACKS if bounds is None else DEFAULT_BOXED_ATTACKS
@@ -340,7 +347,7 @@ def minimal_distance(f: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor
         if name == "coord":
             ok = torch.isfinite(best_d) & (best_d > 0)
             t_max = torch.where(ok, best_d, lp_norm(x0, 1.0).clamp_min(1.0))
-            return coordinate_attack(f, x0, y0, t_max, bounds=bounds,
+            return coordinate_attack(f, x0, y0, t_max, bounds=bounds, probe=coord_probe,
                                      x_boundary=best_x if bool(best_ok.any()) else None)
         return ddn_attack(f, x0, y0, steps=steps, bounds=bounds)
 

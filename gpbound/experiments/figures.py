@@ -308,6 +308,28 @@ def _sweep_config(preset, n_points, norms, widths, width_scale, blocks_per_stack
             "attack": _attack_label(attack), "attack_kwargs": dict(attack_kwargs or {})}
 
 
+#: the largest input dimension at which a sweep runs the exhaustive l1 coordinate probe at every size
+PROBE_MAX_N = 512
+
+
+def _uniform_l1_strength(attack, attack_kwargs, bounds, sizes, in_channels=3):
+    """``attack_kwargs`` with the l1 coordinate probe fixed for the whole sweep (the same l1 attack at every size).
+
+    Where the default attack (:func:`gpbound.attacks.minimal_distance`) runs its ``"coord"`` attack (unboxed
+    by default, or named in ``attacks``) and ``coord_probe`` is not given, the exhaustive probe (``2 n``
+    evaluations per point) runs at every size if the largest ``n`` is at most :data:`PROBE_MAX_N`, and at
+    none otherwise: a probe at the small sizes only would shorten their l1 distances and tilt the slope.
+    """
+    kwargs = dict(attack_kwargs or {})
+    if attack is not None or "coord_probe" in kwargs:
+        return kwargs
+    names = kwargs.get("attacks")
+    runs_coord = ("coord" in names) if names is not None else bounds is None
+    if runs_coord:
+        kwargs["coord_probe"] = bool(in_channels * max(sizes) ** 2 <= PROBE_MAX_N)
+    return kwargs
+
+
 def distance_tasks(preset: str = "faithful", sizes: Sequence[int] = DEFAULT_SIZES, n_networks: int = 10,
                    n_points: int = 10, norms: Sequence = NORMS, widths=None, width_scale: float = 1.0,
                    blocks_per_stack: int = 3, attack: Optional[Callable] = None,
@@ -332,6 +354,7 @@ def distance_tasks(preset: str = "faithful", sizes: Sequence[int] = DEFAULT_SIZE
     if widths is not None and not isinstance(widths, int):
         widths = [int(w) for w in widths]
     bounds = _check_bounds(bounds, preset)
+    attack_kwargs = _uniform_l1_strength(attack, attack_kwargs, bounds, sizes)
     config = _sweep_config(preset, n_points, norms, widths, width_scale, blocks_per_stack, dtype, bounds,
                            fresh_network_per_norm, attack, attack_kwargs)
     seeds = [int(seed) + i for i in range(n_networks)]
@@ -437,8 +460,8 @@ def calibrate_cost(config: Mapping, sizes: Sequence[int], n_networks: int = 2, n
     On a CPU device the clock is the process CPU time (torch threads of this process): on a shared
     machine wall time measures the neighbours; elsewhere it is wall time. The exponent is clamped to
     ``e >= 1`` (every forward pass costs at least ``∝ n``; a smaller fitted exponent means per-call overhead,
-    or the l1 coordinate probe of :func:`gpbound.attacks.coordinate.coordinate_attack`, which runs only
-    while ``2 n <= 1024`` and ``2 n B <= 65536``, dominates the small size), with ``c`` then anchored at the
+    or the exhaustive l1 coordinate probe of :func:`gpbound.attacks.coordinate.coordinate_attack`, ``2 n``
+    evaluations per point, dominates), with ``c`` then anchored at the
     larger size.
     """
     sizes = sorted({int(s) for s in sizes})
