@@ -234,6 +234,24 @@ def test_cli_rejects_a_box_that_excludes_the_images(capsys):
     assert "--bounds" in capsys.readouterr().err
 
 
+def test_cli_l1_probe_is_one_choice_for_every_size(monkeypatch, capsys):
+    """--l1-probe on|off reaches every task's attack; auto fixes it from the largest size; a boxed run refuses it."""
+    from gpbound.cli import main
+
+    seen = []
+    monkeypatch.setattr(figures, "calibrate_cost", lambda config, sizes, **kw: seen.append(config) or {
+        "sizes": [4, 8], "n": [48.0, 192.0], "seconds_per_point": [1.0, 4.0], "c": 1 / 48, "exponent": 1.0,
+        "fitted_exponent": 1.0, "n_networks": 2, "n_points": 1, "calibration_s": 0.0})
+    base = ["reproduce", "fig1", "--preset", "theory", "--dry-run", "--num-networks", "1"]
+    for flag, sizes, want in (("on", ["8", "16"], True), ("off", ["8", "12"], False),
+                              ("auto", ["8", "12"], True), ("auto", ["8", "16"], False)):
+        assert main(base + ["--sizes", *sizes, "--l1-probe", flag]) == 0
+        assert seen[-1]["attack_kwargs"]["coord_probe"] is want, (flag, sizes)
+    capsys.readouterr()
+    assert main(["reproduce", "fig1", "--dry-run", "--l1-probe", "on"]) == 2      # faithful: boxed by default
+    assert "--l1-probe" in capsys.readouterr().err
+
+
 # ------------------------------------------------------------------ the report's verdict
 def _saved(tmp_path, slope, lo, hi, norm="l2"):
     res = {"preset": {"preset": "faithful"}, "paired": False, "note": "fresh", "protocol": "paper",

@@ -70,6 +70,12 @@ def _fig12_kwargs(args):
         kw["blocks_per_stack"] = P["blocks_per_stack"]
     if args.steps is not None:
         kw["attack_kwargs"] = {"steps": args.steps}
+    if args.l1_probe != "auto":
+        b = kw.get("bounds", "auto")
+        if isinstance(b, tuple) or (b == "auto" and args.preset == "faithful"):
+            raise UserError("--l1-probe applies to unboxed runs (--unboxed, or the theory preset): the boxed "
+                            "default attacks run no coordinate search")
+        kw["attack_kwargs"] = {**kw.get("attack_kwargs", {}), "coord_probe": args.l1_probe == "on"}
     return kw
 
 
@@ -214,6 +220,10 @@ def add_parser(sub, arch_args, delta_t):
                     help="networks per task, attacked in one batched call (default min(networks, 25))")
     rp.add_argument("--steps", type=_int_at_least("--steps", 1), default=None,
                     help="attack steps of minimal_distance (default its own, 100)")
+    rp.add_argument("--l1-probe", choices=("auto", "on", "off"), default="auto",
+                    help="unboxed runs: the exhaustive l1 coordinate probe (2n evaluations per point) at every size "
+                         "(on) or at none (off); auto: on where the largest n <= 512. Never only at some sizes "
+                         "(that would tilt the l1 slope)")
     rp.add_argument("--num-networks", type=_int_at_least("--num-networks", 1), default=None)
     rp.add_argument("--num-points", type=_int_at_least("--num-points", 1), default=None)
     rp.add_argument("--seed", type=_int_at_least("--seed", 0), default=0)
