@@ -15,9 +15,13 @@ from torch import nn
 
 from .layers import (_MAX_GRID_DIMS, AvgPool, Conv, Dense, Flatten, GlobalAvgPool, Layer, ReLU, Residual, Serial,
                      Spec, _BuildCtx, _check_variance, _pos_int, serial)
-from .state import KernelState, input_state
+from .state import KernelState, VarTape, input_state
 
 __all__ = ["Architecture", "serial", "layer_from_dict"]
+
+#: entries of one block's state on the CPU's cache-blocked path (spatial inputs): the block's layer maps
+#: then run on data in the (L2/L3) cache; the variances are computed once per call (VarTape), not per block
+_TILE = 1 << 18
 
 
 # ---------------------------------------------------------------------------- from_dict
@@ -364,34 +368,64 @@ class Architecture:
                 a, b = x1[..., i:i + step, :], x2[..., i:i + step, :]
                 outs.append(self._run(a, a if same else b, sw2, sb2, True))
             return torch.cat(outs, dim=-1) if len(outs) > 1 else outs[0]
-        b = max(1, int(math.isqrt(max(1, max_elements // (per_pair * batch)))))
-        if N1 * N2 * per_pair * batch <= max_elements:
+        budget = max(1, max_elements // (per_pair * batch))  # pairs per block
+        if self.input_pixels > 1 and x1.device.type == "cpu":
+            # cache-blocked path: blocks whose state fits in cache (every layer map then sweeps cached data)
+            budget = min(budget, max(1, _TILE // (per_pair * batch)))
+        if N1 * N2 <= budget:
             return self._run(x1, x1 if same else x2, sw2, sb2, False)
-        # blocks: rows of size b1, columns of size b2 with b1 * b2 <= budget
-        budget = max(1, max_elements // (per_pair * batch))
-        b1 = min(N1, b)
+        return self._blocked(x1, x2, same, budget, sw2, sb2)
+
+    def _blocked(self, x1, x2, same, budget, sw2, sb2):
+        """All pairs in blocks of ``b1 x b2 <= budget`` pairs; with ``same`` only the blocks on and above
+        the diagonal (the others are their transposes).
+
+        The variances of every layer depend on the rows only: they are computed once for all rows (a
+        variance-only recursion recording them on a :class:`~gpbound.kernels.state.VarTape`), and each
+        block replays its rows' slices while computing only the cross covariances.
+        """
+        N1, N2 = x1.shape[-2], x2.shape[-2]
+        b1 = min(N1, max(1, math.isqrt(budget)))
         b2 = min(N2, max(1, budget // b1))
         if same:
             b1 = b2 = min(b1, b2)
-        rows = []
-        blocks = {}
-        for i in range(0, N1, b1):
-            row = []
-            for j in range(0, N2, b2):
-                if same and j < i:
-                    row.append(blocks[(j, i)].transpose(-1, -2))
-                    continue
-                xa = x1[..., i:i + b1, :]
-                xb = x2[..., j:j + b2, :]
-                blk = self._run(xa, xa if (same and i == j) else xb, sw2, sb2, False)
-                blocks[(i, j)] = blk
-                row.append(blk)
-            rows.append(torch.cat(row, dim=-1))
-        return torch.cat(rows, dim=-2)
+        tape = VarTape()
+        self.layer._kernel(input_state(x1, x1 if same else x2, self.input_shape, self.full_pixels, False,
+                                       tape=tape.recorder()), sw2, sb2, False)
+        lead = torch.broadcast_shapes(x1.shape[:-2], x2.shape[:-2])
+        out = None
+        # every block has the shape (b1, b2): a ragged last block starts earlier instead (it recomputes a
+        # few pairs of its neighbour, with the same arithmetic, so the same values), so a compiled map
+        # sees one shape per layer, whatever N1 and N2 (enable_compile: no recompilation per call)
+        starts1 = _block_starts(N1, b1)
+        for i in starts1:
+            n1 = b1
+            for j in (starts1[starts1.index(i):] if same else _block_starts(N2, b2)):
+                n2 = b2
+                xa = x1[..., i:i + n1, :]
+                xb = x2[..., j:j + n2, :]
+                head = tape.replay((i, n1), (j, n2))
+                blk = self._run(xa, xa if (same and i == j) else xb, sw2, sb2, False, head)
+                head.finish()
+                if out is None:
+                    out = torch.empty(*lead, N1, N2, dtype=blk.dtype, device=blk.device)
+                out[..., i:i + n1, j:j + n2] = blk
+                if same and j != i:
+                    out[..., j:j + n2, i:i + n1] = blk.transpose(-1, -2)
+        return out
 
-    def _run(self, x1, x2, sw2, sb2, diag):
-        st = input_state(x1, x2, self.input_shape, self.full_pixels, diag)
+    def _run(self, x1, x2, sw2, sb2, diag, tape=None):
+        st = input_state(x1, x2, self.input_shape, self.full_pixels, diag, tape=tape)
         st = self.layer._kernel(st, sw2, sb2, False)
         out = st.to_diag().cross
         d = len(st.grid)
         return out.reshape(out.shape[: out.dim() - d]) if d else out
+
+
+def _block_starts(N: int, b: int):
+    """Starts of the blocks ``[s, s + b)`` covering ``range(N)`` (``b <= N``): multiples of ``b``, the last
+    one moved back to ``N - b``."""
+    starts = list(range(0, N - b + 1, b))
+    if starts[-1] + b < N:
+        starts.append(N - b)
+    return starts

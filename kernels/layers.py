@@ -48,6 +48,7 @@ import torch.nn.functional as Fn
 from torch import nn
 
 from . import pixels
+from .arccos import _COMPILED
 from .state import KernelState
 
 __all__ = ["Layer", "Conv", "Dense", "ReLU", "Residual", "AvgPool", "GlobalAvgPool", "Flatten", "Serial",
@@ -815,12 +816,37 @@ class Serial(Layer):
         later_full = [False] * (n + 1)
         for i in range(n - 1, -1, -1):
             later_full[i] = later_full[i + 1] or self.layers[i].needs_full_pixels()
-        for i, l in enumerate(self.layers):
+        i = 0
+        while i < n:
+            l = self.layers[i]
             child_keep = keep_full or later_full[i + 1]
             if state.full and not child_keep and not l.needs_full_pixels():
                 state = state.to_diag()
+            fused = self._fused_conv_relu(i, state, sw2, sb2)
+            if fused is not None:  # Conv + ReLU in one pass (the ReLU keeps the conv's pixel layout)
+                state = fused
+                i += 2
+                continue
             state = l._kernel(state, sw2, sb2, child_keep)
+            i += 1
         return state
+
+    def _fused_conv_relu(self, i, state, sw2, sb2):
+        """The state after layers ``i`` (a circular stride-1 Conv) and ``i + 1`` (a ReLU) by the fused
+        compiled map (:func:`gpbound.kernels.pixels.conv_relu_map`), or None where it does not apply:
+        compiled paths off (:func:`gpbound.kernels.enable_compile`), other layers, or autograd."""
+        if not _COMPILED["on"] or i + 1 >= len(self.layers) or not isinstance(self.layers[i + 1], ReLU):
+            return None
+        conv = self.layers[i]
+        if not isinstance(conv, Conv) or conv.padding != "circular":
+            return None
+        patch, stride = conv._geometry(state.grid)
+        w, b = conv._vars(sw2, sb2)
+        if any(s != 1 for s in stride) or isinstance(w, torch.Tensor) or isinstance(b, torch.Tensor):
+            return None
+        if any(t is not None and t.requires_grad for t in (state.cross, state.var1, state.var2)):
+            return None
+        return pixels.conv_relu_map(state, patch, w, b)
 
 
 def serial(*layers) -> Serial:

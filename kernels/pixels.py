@@ -23,14 +23,15 @@ Conventions (neural-tangents' ``stax.Conv`` / ``stax.AvgPool`` / ``stax.GlobalAv
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Tuple
 
 import torch
 
-from .stencil import circular_conv_map
+from .stencil import circular_conv_map, conv_relu_cross
 from .state import KernelState
 
-__all__ = ["same_pads", "conv_map", "avg_pool_map", "global_avg_pool_map", "flatten_map"]
+__all__ = ["same_pads", "conv_map", "conv_relu_map", "avg_pool_map", "global_avg_pool_map", "flatten_map"]
 
 
 def same_pads(size: int, patch: int, stride: int) -> Tuple[int, int]:
@@ -74,6 +75,25 @@ def _circular_unit_stride(state: KernelState, patch, sw2, sb2) -> KernelState:
     circular wrap handled once as slice ranges, cache-sized chunks; tested against the defining sum).
     """
     return state.map(lambda t: circular_conv_map(t, state.grid, patch, sw2, sb2, state.full))
+
+
+def conv_relu_map(state: KernelState, patch, sw2: float, sb2: float) -> KernelState:
+    """A stride-1 circular Conv followed by a ReLU, its cross covariance in one fused pass.
+
+    The variances take the two layer maps (:func:`conv_map`, :meth:`KernelState.relu`; replayed
+    from a :class:`~gpbound.kernels.state.VarTape` in a blocked kernel); the cross covariance, the
+    largest tensor, goes through :func:`gpbound.kernels.stencil.conv_relu_cross` (compiled when
+    :func:`gpbound.kernels.enable_compile` is on), so the conv output is never written to memory.
+    Equal to ``conv_map(state, ...).relu()`` to rounding.  No autograd (``sw2``, ``sb2``: floats).
+    """
+    mid = _circular_unit_stride(replace(state, cross=None), patch, sw2, sb2)  # the conv output's variances
+    out = mid.relu()
+    if state.cross is None:
+        return out
+    v1, v2 = mid.pixel_variances()
+    va = mid._pair_x(mid._full_pix(v1, True))
+    vb = mid._pair_y(mid._full_pix(v2, False))
+    return replace(out, cross=conv_relu_cross(state.cross, va, vb, state.grid, patch, sw2, sb2, state.full))
 
 def _pad_axis(t: torch.Tensor, ax: int, lo: int, hi: int, circular: bool) -> torch.Tensor:
     """Pad axis ``ax`` of ``t`` by ``lo`` / ``hi`` pixels: periodic copies or zeros."""

@@ -16,18 +16,90 @@ whole network by :mod:`gpbound.kernels.layers`).
 Pair layouts: ``diag_pairs=False``: ``cross`` is ``(..., N1, N2, *pix)``;
 ``diag_pairs=True``: ``cross`` is ``(..., N, *pix)`` (pairs ``(x1_i, x2_i)``).
 ``var1`` is ``(..., N1, *pix)`` and ``var2`` is ``(..., N2, *pix)`` in both layouts.
+
+Variances once per call (:class:`VarTape`): a kernel evaluated block by block needs, in every block,
+the variances of its rows at every layer; they depend on the rows only, so
+:meth:`gpbound.kernels.architecture.Architecture.kernel` runs the recursion once on a
+*variance-only* state (``cross=None``) over all rows, which records the variances of every step
+on a tape, and each block then replays them (row slices of the recorded tensors, no arithmetic)
+while computing only its ``cross``.  The layer maps do not change: every state method that makes
+new variances goes through :meth:`KernelState._new_vars`, which computes (no tape), records or
+replays them.  The steps of a recursion do not depend on the values, so the replay meets the
+recorded steps in the same order; the number of steps is checked at the end of every block.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Callable, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import torch
 
 from .arccos import _relu_map
 
-__all__ = ["KernelState", "input_state"]
+__all__ = ["KernelState", "VarTape", "input_state"]
+
+
+class VarTape:
+    """The variances of every step of one kernel recursion, recorded once and replayed per block.
+
+    Use :meth:`recorder` for the variance-only pass over all rows, then :meth:`replay` once per
+    block of rows (see the module docstring).
+
+    Examples
+    --------
+    >>> import torch
+    >>> x = torch.arange(12.0, dtype=torch.float64).reshape(3, 4)
+    >>> tape = VarTape()
+    >>> rec = input_state(x, x, (4,), False, False, tape=tape.recorder())
+    >>> rec.cross is None, len(tape)
+    (True, 1)
+    >>> st = input_state(x[1:], x[:2], (4,), False, False, tape=tape.replay((1, 2), (0, 2)))
+    >>> st.var1.tolist(), st.var2.tolist()
+    ([31.5, 91.5], [3.5, 31.5])
+    """
+
+    def __init__(self):
+        self._steps: List[Tuple[torch.Tensor, torch.Tensor]] = []
+
+    def __len__(self):
+        return len(self._steps)
+
+    def recorder(self) -> "_TapeHead":
+        """A head that computes every step's variances and appends them to the tape."""
+        return _TapeHead(self, None)
+
+    def replay(self, rows1, rows2) -> "_TapeHead":
+        """A head that returns the recorded variances of rows ``rows1 = (start, length)`` of ``x1`` and
+        ``rows2`` of ``x2``, step by step (views; nothing is computed)."""
+        return _TapeHead(self, (tuple(rows1), tuple(rows2)))
+
+
+class _TapeHead:
+    """One pass over a :class:`VarTape`: recording (``rows is None``) or replaying row slices."""
+
+    def __init__(self, tape: VarTape, rows):
+        self.tape, self.rows, self.pos = tape, rows, 0
+
+    def step(self, compute: Callable[[], Tuple[torch.Tensor, torch.Tensor]], pix_ndim: int):
+        """The next step's ``(var1, var2)``; ``pix_ndim``: trailing pixel dims of the new variances."""
+        if self.rows is None:
+            v1, v2 = compute()
+            self.tape._steps.append((v1, v2))
+            return v1, v2
+        if self.pos >= len(self.tape._steps):  # internal invariant: the replay follows the recording
+            raise RuntimeError("variance tape replayed past its end (the recursion took other steps)")
+        v1, v2 = self.tape._steps[self.pos]
+        self.pos += 1
+        (s1, n1), (s2, n2) = self.rows
+        out1 = v1.narrow(v1.dim() - pix_ndim - 1, s1, n1)
+        out2 = out1 if (v2 is v1 and (s1, n1) == (s2, n2)) else v2.narrow(v2.dim() - pix_ndim - 1, s2, n2)
+        return out1, out2
+
+    def finish(self):
+        """Check that a replay used every recorded step (internal invariant)."""
+        if self.rows is not None and self.pos != len(self.tape._steps):
+            raise RuntimeError(f"variance tape: the replay used {self.pos} of {len(self.tape._steps)} steps")
 
 
 @dataclass(frozen=True)
@@ -44,14 +116,18 @@ class KernelState:
         Full pixel covariance (True) or its diagonal only (False).
     diag_pairs : bool
         Pairs ``(x1_i, x2_i)`` only (True) or all pairs ``(x1_i, x2_j)`` (False).
+    tape : optional
+        A :class:`VarTape` head: the new variances of every step are recorded (a variance-only
+        state, ``cross=None``) or replayed from an earlier recording (module docstring).
     """
 
-    cross: torch.Tensor
+    cross: Optional[torch.Tensor]
     var1: torch.Tensor
     var2: torch.Tensor
     grid: Tuple[int, ...]
     full: bool
     diag_pairs: bool
+    tape: Optional[_TapeHead] = None
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -63,10 +139,29 @@ class KernelState:
     def num_pixels(self) -> int:
         return int(math.prod(self.grid)) if self.grid else 1
 
+    def _new_vars(self, fn, others=(), grid=None, full=None):
+        """``(fn(var1, *others' var1), fn(var2, *others' var2))`` for the next step, or its replay.
+
+        ``var2`` is computed only when it is not ``var1`` itself (x with itself: one pass).
+        ``grid``/``full``: those of the new state (for the replay's row dimension).
+        """
+        def compute():
+            v1 = fn(self.var1, *(o.var1 for o in others))
+            if self.var2 is self.var1 and all(o.var2 is o.var1 for o in others):
+                return v1, v1
+            return v1, fn(self.var2, *(o.var2 for o in others))
+
+        if self.tape is None:
+            return compute()
+        g = self.grid if grid is None else grid
+        f = self.full if full is None else full
+        return self.tape.step(compute, len(g) * (2 if f else 1))
+
     def map(self, fn: Callable[[torch.Tensor], torch.Tensor], grid=None) -> "KernelState":
         """Apply the same linear map ``fn`` (acting on the trailing pixel dims) to all three."""
-        return replace(self, cross=fn(self.cross), var1=fn(self.var1), var2=fn(self.var2),
-                       grid=self.grid if grid is None else tuple(grid))
+        grid = self.grid if grid is None else tuple(grid)
+        var1, var2 = self._new_vars(fn, grid=grid)
+        return replace(self, cross=None if self.cross is None else fn(self.cross), var1=var1, var2=var2, grid=grid)
 
     def _pixel_diag(self, t: torch.Tensor) -> torch.Tensor:
         """``(..., *g, *g) -> (..., *g)``: the pixel diagonal ``K_{aa}`` of a full tensor."""
@@ -80,8 +175,9 @@ class KernelState:
         """Drop the off-diagonal pixel covariances (no-op when already diagonal)."""
         if not self.full:
             return self
-        return replace(self, cross=self._pixel_diag(self.cross), var1=self._pixel_diag(self.var1),
-                       var2=self._pixel_diag(self.var2), full=False)
+        var1, var2 = self._new_vars(self._pixel_diag, full=False)
+        cross = None if self.cross is None else self._pixel_diag(self.cross)
+        return replace(self, cross=cross, var1=var1, var2=var2, full=False)
 
     def pixel_variances(self):
         """Per-pixel variances ``(..., N1, *grid)`` and ``(..., N2, *grid)``."""
@@ -109,15 +205,20 @@ class KernelState:
     # ------------------------------------------------------------------ the ReLU map
     def relu(self) -> "KernelState":
         """``K -> F(K)`` entrywise (docs/theory.md §1), with ``F(k, k, k) = k/2`` on the variances."""
-        v1, v2 = self.pixel_variances()
-        kx = self._pair_x(self._full_pix(v1, True))
-        ky = self._pair_y(self._full_pix(v2, False))
-        cross = _relu_map(kx, ky, self.cross)
+        cross = None
+        if self.cross is not None:
+            v1, v2 = self.pixel_variances()
+            kx = self._pair_x(self._full_pix(v1, True))
+            ky = self._pair_y(self._full_pix(v2, False))
+            cross = _relu_map(kx, ky, self.cross)
         if self.full and self.grid:
-            var1 = _relu_map(self._full_pix(v1, True), self._full_pix(v1, False), self.var1)
-            var2 = _relu_map(self._full_pix(v2, True), self._full_pix(v2, False), self.var2)
+            def var_map(t):
+                v = self._pixel_diag(t)
+                return _relu_map(self._full_pix(v, True), self._full_pix(v, False), t)
         else:
-            var1, var2 = 0.5 * self.var1, 0.5 * self.var2
+            def var_map(t):
+                return 0.5 * t
+        var1, var2 = self._new_vars(var_map)
         return replace(self, cross=cross, var1=var1, var2=var2)
 
     def __add__(self, other: "KernelState") -> "KernelState":
@@ -126,7 +227,9 @@ class KernelState:
             a, b = a.to_diag(), b.to_diag()
         if a.grid != b.grid:
             raise ValueError(f"cannot add kernel states on grids {a.grid} and {b.grid}")
-        return replace(a, cross=a.cross + b.cross, var1=a.var1 + b.var1, var2=a.var2 + b.var2)
+        var1, var2 = a._new_vars(torch.add, others=(b,))
+        cross = None if a.cross is None else a.cross + b.cross
+        return replace(a, cross=cross, var1=var1, var2=var2)
 
 
 #: Gram matrices of x with itself with at least this many rows are computed block-triangularly
@@ -230,7 +333,8 @@ def _diag_pixel_cov(x1c: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def input_state(x1: torch.Tensor, x2: torch.Tensor, input_shape, full: bool, diag_pairs: bool) -> KernelState:
+def input_state(x1: torch.Tensor, x2: torch.Tensor, input_shape, full: bool, diag_pairs: bool,
+                tape: Optional[_TapeHead] = None) -> KernelState:
     """Kernel state of the raw input: ``K_{ab}(x, y) = (1/C0) sum_c x_{c,a} y_{c,b}``.
 
     With this normalisation the input conv map of docs/theory.md §1,
@@ -247,6 +351,9 @@ def input_state(x1: torch.Tensor, x2: torch.Tensor, input_shape, full: bool, dia
         Carry the full pixel covariance.
     diag_pairs : bool
         Matched pairs only (``N1 == N2``).
+    tape : optional
+        A :class:`VarTape` head: recording (a variance-only state, ``cross=None``) or replaying the
+        variances of the rows of ``x1`` / ``x2`` (then only ``cross`` is computed).
     """
     C = int(input_shape[0])
     grid = tuple(int(g) for g in input_shape[1:])
@@ -254,7 +361,12 @@ def input_state(x1: torch.Tensor, x2: torch.Tensor, input_shape, full: bool, dia
     full = bool(full) and len(grid) > 0
     a = x1.reshape(*x1.shape[:-1], C, P)
     b = x2.reshape(*x2.shape[:-1], C, P)
-    cross = _input_cov(a, a if x2 is x1 else b, grid, full, "diag" if diag_pairs else "outer")
-    var1 = _input_cov(a, a, grid, full, "self")
-    var2 = var1 if x2 is x1 else _input_cov(b, b, grid, full, "self")
-    return KernelState(cross=cross, var1=var1, var2=var2, grid=grid, full=full, diag_pairs=diag_pairs)
+    recording = tape is not None and tape.rows is None
+    cross = None if recording else _input_cov(a, a if x2 is x1 else b, grid, full, "diag" if diag_pairs else "outer")
+
+    def variances():
+        var1 = _input_cov(a, a, grid, full, "self")
+        return var1, (var1 if x2 is x1 else _input_cov(b, b, grid, full, "self"))
+
+    var1, var2 = variances() if tape is None else tape.step(variances, len(grid) * (2 if full else 1))
+    return KernelState(cross=cross, var1=var1, var2=var2, grid=grid, full=full, diag_pairs=diag_pairs, tape=tape)
