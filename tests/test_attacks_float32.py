@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from gpbound.attacks import NetworkEnsemble, minimal_distance, verify
+from gpbound.attacks import NetworkEnsemble, affine_minimal_distance, minimal_distance, verify
 from gpbound.kernels.presets import get_preset
 
 NORMS = [1, 2, math.inf]
@@ -114,3 +114,122 @@ def test_function_without_batch_of_one_is_a_clear_error():
         minimal_distance(f, x0, 2, steps=5)
     res = minimal_distance(f, x0, 2, steps=5, reverify_alone=False)
     assert bool(res.success.all()) and torch.allclose(res.distance, torch.ones(2, dtype=torch.float64))
+
+
+# ---------------------------------------------------------------- the boundary root finder
+def _convex_ramp(dtype, B=24, n=16, seed=3):
+    """Rows of ``f(x) = b + sum_j a_j relu(<u, x> - c_j)`` (``a_j > 0``): convex, piecewise affine in
+    ``s = <u, x>`` with 4 kinks, so ``f`` increases along every segment with ``<u, d> > 0`` and
+    crosses each level exactly once; the crossing has a closed form (numpy-free oracle below)."""
+    g = torch.Generator().manual_seed(seed)
+    u = torch.randn(n, generator=g, dtype=torch.float64)
+    u = u / u.norm()
+    c = torch.tensor([0.3, 0.8, 1.1, 1.7], dtype=torch.float64)
+    a = torch.tensor([0.7, 1.3, 0.4, 2.0], dtype=torch.float64)
+    x0 = torch.randn(B, n, generator=g, dtype=torch.float64)
+    x0 = x0 - (x0 @ u).unsqueeze(-1) * u              # <u, x0> = 0: f(x0) = b0 < 0 below the kinks
+    d = torch.randn(B, n, generator=g, dtype=torch.float64)
+    d = d - (d @ u).unsqueeze(-1) * u + (2.5 + torch.rand(B, generator=g, dtype=torch.float64)).unsqueeze(-1) * u
+    b0 = -(0.5 + torch.rand(B, generator=g, dtype=torch.float64))
+
+    def f(x):
+        s = x.to(torch.float64) @ u
+        return (b0 + (a * torch.relu(s.unsqueeze(-1) - c)).sum(-1)).to(x.dtype)
+
+    def crossing(level):
+        """Exact ``t`` with ``f(x0 + t d) = level`` (``s = t <u, d>``), piece by piece."""
+        sd = d @ u
+        t = torch.full((B,), float("nan"), dtype=torch.float64)
+        for k in range(len(c) + 1):            # piece k: s in [c_{k-1}, c_k]
+            slope = a[:k].sum()
+            const = b0 - (a[:k] * c[:k]).sum()
+            if slope == 0:
+                continue
+            s = (level - const) / slope
+            lo_k = c[k - 1] if k > 0 else -math.inf
+            hi_k = c[k] if k < len(c) else math.inf
+            inside = (s >= lo_k) & (s <= hi_k) & torch.isnan(t)
+            t = torch.where(inside, s / sd, t)
+        return t, sd
+
+    return f, x0.to(dtype), (x0 + d).to(dtype), d, crossing
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_find_boundary_matches_closed_form_crossing(dtype):
+    # oracle: the closed-form crossing t* of f = margin on the segment (f convex piecewise affine with
+    # 4 kinks, increasing along it).  The far end must flip by more than the margin and lie past t*
+    # by at most ROOT_TOL * margin / slope plus rounding (64 eps |f| / slope); in far fewer batched
+    # evaluations than the 2 * steps cap.
+    from gpbound.attacks.verify import ROOT_TOL, bisect_to_boundary, find_boundary, flip_margin
+
+    f, x0, xa, d, crossing = _convex_ramp(dtype)
+    y0 = f(x0)
+    m = flip_margin(y0, dtype)
+    steps = 50 if dtype == torch.float64 else 32
+    xb, count = find_boundary(f, x0, xa, y0, steps=steps, margin=m, return_count=True)
+    assert bool((-torch.sign(y0) * f(xb) > m).all())  # verified far side, every row
+    t = ((xb - x0).to(torch.float64) * d).sum(-1) / (d * d).sum(-1)
+    t_star, sd = crossing(m.to(torch.float64))
+    slope_t = (f(x0.to(torch.float64) + (t_star + 1e-9).unsqueeze(-1) * d) -
+               f(x0.to(torch.float64) + t_star.unsqueeze(-1) * d)) / 1e-9  # df/dt at the crossing
+    eps = torch.finfo(dtype).eps
+    excess = (t - t_star) * slope_t                       # value above the margin level, linearised
+    assert float(excess.min()) > -64 * eps * float(y0.abs().max())
+    assert float((excess - (ROOT_TOL * m.to(torch.float64) + 64 * eps * y0.abs().to(torch.float64))).max()) < 0
+    assert count <= 16   # measured 11 (float64) and 12 (float32); bisection takes 50 and 32
+    # bisection reaches the same crossing, with 50 / 32 evaluations
+    xbis = bisect_to_boundary(f, x0, xa, y0, steps=steps, margin=m)
+    tb = ((xbis - x0).to(torch.float64) * d).sum(-1) / (d * d).sum(-1)
+    assert float(((t - tb) * slope_t).abs().max()) < float((ROOT_TOL * m + 64 * eps * y0.abs()).max())
+
+
+def test_find_boundary_affine_needs_two_evaluations():
+    # oracle: f affine along the segment, so the first regula falsi estimate is the crossing itself
+    # (aimed ROOT_TOL/2 margins past it): one evaluation, plus f(x_adv) when not given
+    from gpbound.attacks.verify import find_boundary, flip_margin
+
+    g = torch.Generator().manual_seed(5)
+    w = torch.randn(30, 40, generator=g, dtype=torch.float64)
+    x0 = torch.randn(30, 40, generator=g, dtype=torch.float64)
+    f = lambda x: (x * w).sum(-1) + 0.3  # noqa: E731
+    y0 = f(x0)
+    xa = x0 - 3.0 * (torch.sign(y0) * y0.abs() / (w * w).sum(-1)).unsqueeze(-1) * w
+    m = flip_margin(y0, torch.float64)
+    xb, count = find_boundary(f, x0, xa, y0, steps=50, margin=m, return_count=True)
+    assert count <= 2
+    exact = (y0.abs() + m) / w.norm(dim=-1)                # distance of the crossing of the margin level
+    rel = ((xb - x0).norm(dim=-1) - exact) / exact
+    assert float(rel.min()) >= -1e-12 and float(rel.max()) < 1e-12 + 1.0 / 16 * 256 * 2.3e-16
+
+
+def test_verify_search_argument():
+    from gpbound.attacks.verify import verify
+
+    f = lambda x: x.sum(-1) - 1.0  # noqa: E731
+    x0 = torch.zeros(3, 2, dtype=torch.float64)
+    with pytest.raises(ValueError, match="search"):
+        verify(f, x0, x0 + 1.0, 2.0, search="secant")
+    xi, di, oki = verify(f, x0, x0 + 1.0, 2.0)
+    xb, db, okb = verify(f, x0, x0 + 1.0, 2.0, search="bisection")
+    assert bool(oki.all() and okb.all())
+    assert float((di - db).abs().max()) < 1e-12
+
+
+@pytest.mark.parametrize("norm", [1, 2, math.inf])
+def test_boundary_search_illinois_equals_bisection_on_affine(norm):
+    # oracle: |f(x0)| / ||w||_q (Hoelder) for affine f; both searches must reach it within the margin's
+    # relative cost (256 eps) plus ROOT_TOL of it, and a bad name is a ValueError naming the argument
+    g = torch.Generator().manual_seed(11)
+    w = torch.randn(5, 30, generator=g, dtype=torch.float64)
+    b = torch.randn(5, generator=g, dtype=torch.float64)
+    x0 = torch.randn(5, 30, generator=g, dtype=torch.float64)
+    f = lambda x: (x * w).sum(-1) + b  # noqa: E731
+    exact = affine_minimal_distance(w, b, x0, norm)
+    for search in ("illinois", "bisection"):
+        res = minimal_distance(f, x0, norm, steps=20, reverify_alone=False, boundary_search=search)
+        rel = (res.distance - exact) / exact
+        assert bool(res.success.all())
+        assert float(rel.min()) > -1e-12 and float(rel.max()) < 1e-6
+    with pytest.raises(ValueError, match="boundary_search"):
+        minimal_distance(f, x0, norm, steps=2, reverify_alone=False, boundary_search="newton")

@@ -15,7 +15,7 @@ from ..ensemble import NetworkEnsemble, stack_networks
 from .exact import affine_closest_point, affine_minimal_distance
 from .fmn import ddn_attack, fmn_attack
 from .norms import dual_exponent, lp_norm, parse_norm, project_hyperplane_box, project_lp_ball
-from .verify import bisect_to_boundary, is_adversarial, verify
+from .verify import bisect_to_boundary, find_boundary, is_adversarial, verify
 
 __all__ = [
     "minimal_distance", "AttackResult", "ATTACKS", "DEFAULT_ATTACKS", "DEFAULT_BOXED_ATTACKS",
@@ -23,5 +23,5 @@ __all__ = [
     "NetworkEnsemble", "stack_networks",
     "affine_minimal_distance", "affine_closest_point",
     "parse_norm", "dual_exponent", "lp_norm", "project_lp_ball", "project_hyperplane_box",
-    "verify", "bisect_to_boundary", "is_adversarial",
+    "verify", "bisect_to_boundary", "find_boundary", "is_adversarial",
 ]

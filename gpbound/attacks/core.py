@@ -3,8 +3,8 @@
 docs/theory.md section 6: for each norm run an ensemble of attacks and keep, per point,
 the smallest distance found; every reported distance is a verified label flip.
 Here each attack's candidate is checked (``f(x0) f(x_adv) < 0``, with the
-dtype-scaled margin of :func:`gpbound.attacks.verify.flip_margin`), bisected onto
-the boundary in the working dtype (far side kept) and re-verified alone (a fresh
+dtype-scaled margin of :func:`gpbound.attacks.verify.flip_margin`), moved onto
+the boundary in the working dtype (a safeguarded regula falsi, far side kept) and re-verified alone (a fresh
 forward pass of each returned point as a batch of one), so the returned distance
 is an upper bound on the distance of a real crossing of ``f = 0``.
 """
@@ -23,7 +23,7 @@ from .fab import fab_attack
 from .fmn import ddn_attack, fmn_attack
 from .norms import lp_norm, parse_norm
 from ..ensemble import NetworkEnsemble
-from .verify import evaluate, evaluate_alone, verify
+from .verify import BOUNDARY_SEARCHES, evaluate, evaluate_alone, verify
 
 #: attacks run by default for each norm without a box (keys of :data:`ATTACKS`)
 DEFAULT_ATTACKS = {1.0: ("linear", "fmn", "coord"), 2.0: ("linear", "fmn", "ddn"),
@@ -168,7 +168,7 @@ def minimal_distance(f: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor
                      attacks: Optional[Sequence[str]] = None, restarts: int = 0,
                      bisection_steps: Optional[int] = None, dtype: Optional[torch.dtype] = None,
                      device=None, reverify_alone: bool = True, polish_steps: Optional[int] = None,
-                     coord_probe: Optional[bool] = None) -> AttackResult:
+                     coord_probe: Optional[bool] = None, boundary_search: str = "illinois") -> AttackResult:
     """Smallest verified lp distance from each ``x0`` to the decision boundary ``f = 0``.
 
     Runs an ensemble of minimal-norm attacks, verifies each candidate and keeps per
@@ -184,9 +184,10 @@ def minimal_distance(f: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor
     candidate is verified
     candidate (label flip ``f(x0) f(x_adv) < 0`` with a margin of a few hundred
     rounding units of ``|f(x0)|`` in the working dtype,
-    :func:`gpbound.attacks.verify.flip_margin`), bisects it onto the boundary along
-    ``[x0, x_adv]`` (``bisection_steps`` halvings in the working dtype, far side kept),
-    re-verifies each bisected point alone (a fresh forward pass of a batch of one row:
+    :func:`gpbound.attacks.verify.flip_margin`), moves it onto the boundary along
+    ``[x0, x_adv]`` (a safeguarded regula falsi, :func:`gpbound.attacks.verify.find_boundary`,
+    to within ``ROOT_TOL`` margins or ``2**-bisection_steps`` of the segment, in the working
+    dtype, far side kept), re-verifies each such point alone (a fresh forward pass of a batch of one row:
     a point that no longer flips there is no success), and keeps per point the
     smallest distance (docs/theory.md section 6).  The returned
     ``distance`` is therefore an upper bound on the true minimal distance
@@ -226,8 +227,9 @@ def minimal_distance(f: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor
         distance ``d * 100**(-u)``, ``u ~ U(0, 1)``, from ``x0`` (``d`` the current best
         distance, or ``max(||x0||_p, 1)`` where none was found).
     bisection_steps : int or None, default None
-        Halvings of the final bisection; ``None``: 50 in float64, 32 in float32 (the
-        resolution of the segment in that dtype).
+        Resolution ``2**-bisection_steps`` of the segment for the final search onto the boundary
+        (its halvings with ``boundary_search="bisection"``); ``None``: 50 in float64, 32 in
+        float32 (the resolution of the segment in that dtype).
     dtype : torch.dtype or None, default None
         Working dtype of ``x0`` and of the attack.  ``None`` follows the model: the
         parameter dtype of ``f`` when it is a ``torch.nn.Module`` or a
@@ -253,6 +255,10 @@ def minimal_distance(f: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor
         far): ``True`` always, ``False`` never, ``None`` only where ``2 n <= 1024`` and ``2 n B <= 65536``
         (:func:`gpbound.attacks.coordinate.coordinate_attack`).  Fix it across a sweep over ``n``, so
         that the l1 attack has the same strength at every size.
+    boundary_search : {"illinois", "bisection"}, default "illinois"
+        Search onto the boundary of every verified candidate (:func:`gpbound.attacks.verify.verify`):
+        the safeguarded Illinois regula falsi (a few evaluations of ``f`` for piecewise-affine ``f``)
+        or ``bisection_steps`` halvings.  Both keep the verified far side.
 
     Returns
     -------
@@ -290,6 +296,8 @@ def minimal_distance(f: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor
         polish_steps = 0 if bounds is None else 1
     if coord_probe is not None and not isinstance(coord_probe, bool):
         raise TypeError(f"coord_probe must be None, True or False; got {coord_probe!r}")
+    if boundary_search not in BOUNDARY_SEARCHES:
+        raise ValueError(f"boundary_search must be one of {BOUNDARY_SEARCHES}; got {boundary_search!r}")
     if isinstance(polish_steps, bool) or not isinstance(polish_steps, int) or polish_steps < 0:
         raise ValueError(f"polish_steps must be None or an int >= 0; got {polish_steps!r}")
     defaults = DEFAULT_ATTACKS if bounds is None else DEFAULT_BOXED_ATTACKS
@@ -356,7 +364,7 @@ def minimal_distance(f: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor
         if cand is None:
             return
         xb, d, ok = verify(f, x0, cand, p, y0=y0, bisection_steps=bisection_steps, bounds=bounds,
-                           y0_alone=y0_alone, reverify_alone=reverify_alone)
+                           y0_alone=y0_alone, reverify_alone=reverify_alone, search=boundary_search)
         per_attack[label] = d if label not in per_attack else torch.minimum(per_attack[label], d)
         better = ok & (d < best_d)
         best_d = torch.where(better, d, best_d)

@@ -28,7 +28,7 @@ from typing import Optional, Tuple
 import torch
 
 from .norms import lp_norm, project_hyperplane_box
-from .verify import bisect_to_boundary, evaluate, flip_margin, is_adversarial, value_and_grad
+from .verify import evaluate, find_boundary, flip_margin, is_adversarial, value_and_grad
 
 
 
@@ -84,7 +84,8 @@ def refine_boundary(f, x0: torch.Tensor, y0: torch.Tensor, x_adv: torch.Tensor, 
                     inner_bisection: int = 12) -> torch.Tensor:
     """Phase 2 alone: walk adversarial points along the boundary towards ``x0``.
 
-    Bisects ``x_adv`` onto the boundary (``inner_bisection`` halvings), then ``steps`` times
+    Moves ``x_adv`` onto the boundary (:func:`gpbound.attacks.verify.find_boundary`, resolution
+    ``2**-inner_bisection`` of the segment), then ``steps`` times
     linearises ``f`` at the boundary point ``x_b`` and tries the exact minimal-lp point of that
     hyperplane nearest ``x0`` inside the box (:func:`gpbound.attacks.norms.project_hyperplane_box`),
     bisected; accepted when adversarial and closer, else the step towards it is halved.
@@ -94,17 +95,16 @@ def refine_boundary(f, x0: torch.Tensor, y0: torch.Tensor, x_adv: torch.Tensor, 
     f, x0, y0, p, bounds : as :func:`linearization_attack`.
     x_adv : tensor ``(B, n)``, adversarial where ``found``.
     found : bool tensor ``(B,)``; other rows are returned unchanged.
-    steps : int, linearisations (one forward-backward, one forward and ``inner_bisection``
-        forward passes each).
-    inner_bisection : int
+    steps : int, linearisations (one forward-backward, one forward and a boundary search of a few
+        (at most ``4 inner_bisection``) forward passes each).
+    inner_bisection : int, resolution exponent of the boundary searches
 
     Returns
     -------
     tensor ``(B, n)``: unverified candidates, no farther from ``x0`` than ``x_adv`` where ``found``.
     """
     margin = flip_margin(y0, x0.dtype, candidate=True)
-    xb = bisect_to_boundary(f, x0, x_adv, y0, steps=inner_bisection, valid=found,
-                            margin=margin)
+    xb = find_boundary(f, x0, x_adv, y0, steps=inner_bisection, valid=found, margin=margin)
     db = torch.where(found, lp_norm(xb - x0, p), torch.full_like(y0, float("inf")))
     lam = torch.ones_like(y0)
     for _ in range(int(steps)):
@@ -115,9 +115,10 @@ def refine_boundary(f, x0: torch.Tensor, y0: torch.Tensor, x_adv: torch.Tensor, 
         # leave the box's faces when the result is bisected along the ray from x0)
         target = x0 + project_hyperplane_box(x0, g, c + torch.sign(c) * 2.0 * margin, p, bounds)[0]
         cand = _clamp(xb + lam.unsqueeze(-1) * (target - xb), bounds)
-        acc = found & is_adversarial(y0, evaluate(f, cand), margin)
-        cand_b = bisect_to_boundary(f, x0, cand, y0, steps=inner_bisection, valid=acc,
-                                    margin=margin)
+        y_cand = evaluate(f, cand)
+        acc = found & is_adversarial(y0, y_cand, margin)
+        cand_b = find_boundary(f, x0, cand, y0, steps=inner_bisection, valid=acc, margin=margin,
+                               y_adv=y_cand)
         dc = lp_norm(cand_b - x0, p)
         better = acc & (dc < db)
         xb = torch.where(better.unsqueeze(-1), cand_b, xb)

@@ -197,10 +197,105 @@ def bisect_to_boundary(f: Function, x0: torch.Tensor, x_adv: torch.Tensor, y0: t
     return torch.where(valid.unsqueeze(-1), out, x_adv)
 
 
+#: the root finder stops once the far end flips by at most this fraction of the margin above it
+#: (``-sign f(x0) f(x_hi) - m <= ROOT_TOL * m``): the distance is then within ~``ROOT_TOL m / |f(x0)|``
+#: relative of the margin-level crossing (float32: 1.9e-6); it aims at half of that
+ROOT_TOL = 1.0 / 16.0
+#: boundary searches of :func:`verify` (``"illinois"``: :func:`find_boundary`, ``"bisection"``:
+#: :func:`bisect_to_boundary`)
+BOUNDARY_SEARCHES = ("illinois", "bisection")
+
+
+def find_boundary(f: Function, x0: torch.Tensor, x_adv: torch.Tensor, y0: torch.Tensor,
+                  steps: int = 50, valid: Optional[torch.Tensor] = None, margin=0.0,
+                  y_adv: Optional[torch.Tensor] = None, return_count: bool = False):
+    """Bracketing root finder on every segment ``[x0_b, x_adv_b]``, keeping the verified far side.
+
+    Same contract as :func:`bisect_to_boundary` (the far end ``hi`` of the bracket always flips
+    by more than ``margin`` in an evaluation of ``f``; ``lo`` never does), but each new point is
+    the Illinois regula falsi estimate of the crossing of ``-sign f(x0) f = margin + ROOT_TOL margin / 2``
+    along the segment (Dowell and Jarratt 1971), clipped to the inner ``62/64`` of the bracket and
+    safeguarded: every third step, a row whose bracket did not halve over the last three steps takes
+    a plain halving next, so the bracket halves at least every four evaluations.  For ``f`` affine
+    along the segment the first estimate lands on the crossing; for a piecewise-affine ``f`` (ReLU
+    networks) a few more steps follow.  A row stops when its far end flips by at most
+    ``(1 + ROOT_TOL) margin`` or its bracket is narrower than ``max(2**-steps, 2 eps)`` of the segment
+    (``eps`` of ``x0.dtype``: nothing representable lies inside); the search ends when every row has
+    stopped, after at most ``4 steps`` batched evaluations of ``f`` (by then the bracket is no wider
+    than ``steps`` halvings leave it).
+
+    Parameters
+    ----------
+    f, x0, x_adv, y0, steps, valid, margin : as :func:`bisect_to_boundary` (``steps``: the bracket
+        resolution ``2**-steps`` of the segment).
+    y_adv : tensor ``(B,)``, optional
+        ``f(x_adv)`` if already known (else evaluated here); rows where it does not flip by more
+        than ``margin`` are treated as not ``valid``.
+    return_count : bool, default False
+        Also return the number of batched evaluations of ``f`` made here.
+
+    Returns
+    -------
+    tensor ``(B, n)``: the far-side end point of each segment (``x_adv`` where not valid);
+    with ``return_count``, ``(points, evaluations)``.
+    """
+    B = x0.shape[0]
+    if valid is None:
+        valid = torch.ones(B, dtype=torch.bool, device=x0.device)
+    count = 0
+    if y_adv is None:
+        y_adv = evaluate(f, x_adv)
+        count += 1
+    m = torch.as_tensor(margin, dtype=y0.dtype, device=y0.device).expand(B)
+    s0 = torch.sign(y0)
+    valid = valid & is_adversarial(y0, y_adv, m)
+    direction = x_adv - x0
+    aim = 0.5 * ROOT_TOL * m            # psi = -s0 f - m - aim: the root-finding target
+    lo = torch.zeros(B, dtype=x0.dtype, device=x0.device)
+    hi = torch.where(valid, torch.ones_like(lo), lo)
+    plo = (-y0.abs() - m - aim).to(lo.dtype)            # psi(0) < 0 (x0 itself)
+    phi = (-s0 * y_adv - m - aim).to(lo.dtype)          # psi(1) > -aim where valid
+    done = ~valid | (phi <= aim)                        # far end already within the tolerance
+    halve = torch.zeros(B, dtype=torch.bool, device=x0.device)
+    side = torch.zeros(B, dtype=torch.int8, device=x0.device)  # last end moved: 1 hi, -1 lo
+    res = max(2.0 ** -int(steps), 2.0 * torch.finfo(x0.dtype).eps)
+    w_ref = hi - lo
+    for it in range(4 * int(steps)):
+        w = hi - lo
+        done = done | (w <= res * hi.clamp_min(res))
+        if bool(done.all()):
+            break
+        t_sec = lo + w * (-plo / (phi - plo).clamp_min(torch.finfo(lo.dtype).tiny))
+        t = torch.where(halve, lo + 0.5 * w, t_sec)
+        t = torch.minimum(torch.maximum(t, lo + w / 64.0), hi - w / 64.0)
+        y = evaluate(f, x0 + t.unsqueeze(-1) * direction)
+        count += 1
+        far = is_adversarial(y0, y, m) & ~done
+        near = ~far & ~done
+        pt = (-s0 * y - m - aim).to(lo.dtype)
+        hi_n, lo_n = torch.where(far, t, hi), torch.where(near, t, lo)
+        phi_n, plo_n = torch.where(far, pt, phi), torch.where(near, pt, plo)
+        # Illinois: an end kept twice in a row has its value halved (superlinear, no one-sided stall)
+        plo_n = torch.where(far & (side == 1), 0.5 * plo_n, plo_n)
+        phi_n = torch.where(near & (side == -1) & (phi_n > 0), 0.5 * phi_n, phi_n)
+        side = torch.where(far, torch.ones_like(side), torch.where(near, -torch.ones_like(side), side))
+        # safeguard: a plain halving where the last three steps did not halve the bracket
+        if it % 3 == 2:
+            halve = (hi_n - lo_n) > 0.5 * w_ref
+            w_ref = hi_n - lo_n
+        else:
+            halve = torch.zeros_like(halve)
+        done = done | (far & (pt <= aim))
+        hi, lo, phi, plo = hi_n, lo_n, phi_n, plo_n
+    out = torch.where(valid.unsqueeze(-1), x0 + hi.unsqueeze(-1) * direction, x_adv)
+    return (out, count) if return_count else out
+
+
 def verify(f: Function, x0: torch.Tensor, x_adv: torch.Tensor, p: float,
            y0: Optional[torch.Tensor] = None, bisection_steps: int = 50,
            bounds: Optional[Tuple[float, float]] = None, rel_margin: Optional[float] = None,
-           y0_alone: Optional[torch.Tensor] = None, reverify_alone: bool = True):
+           y0_alone: Optional[torch.Tensor] = None, reverify_alone: bool = True,
+           search: str = "illinois"):
     """Verify candidates, bisect them onto the boundary and re-verify each result alone.
 
     Returns ``(x_boundary, distance, success)``: ``success`` where ``x_adv`` is
@@ -215,7 +310,10 @@ def verify(f: Function, x0: torch.Tensor, x_adv: torch.Tensor, p: float,
     ``m = rel_margin * |f(x0)|`` if ``rel_margin`` is given, and with ``ALONE_FRACTION * m``
     in the evaluation alone, so the returned examples stay adversarial under the rounding
     changes of ``f`` (batch size, a vmapped ensemble vs the single network); this costs
-    ~``m / |f(x0)|`` relative distance.  The bisection runs in ``x0.dtype``.
+    ~``m / |f(x0)|`` relative distance.  The search onto the boundary runs in ``x0.dtype``:
+    ``search="illinois"`` (default) the safeguarded regula falsi of :func:`find_boundary` (far end
+    within ``(1 + ROOT_TOL) m`` of flip, or bracket ``2**-bisection_steps``; typically a few
+    evaluations of ``f``), ``"bisection"`` ``bisection_steps`` halvings (:func:`bisect_to_boundary`).
 
     ``y0_alone`` (optional) is ``f(x0)`` evaluated row by row alone (computed here where
     needed if omitted); a row whose label there differs from ``sign y0`` is no success.
@@ -223,6 +321,8 @@ def verify(f: Function, x0: torch.Tensor, x_adv: torch.Tensor, p: float,
     batch of one row and has no ``evaluate_alone`` method, e.g. a function with parameters per
     row); the batched re-verification remains.
     """
+    if search not in BOUNDARY_SEARCHES:
+        raise ValueError(f"search must be one of {BOUNDARY_SEARCHES}; got {search!r}")
     if y0 is None:
         y0 = evaluate(f, x0)
     finite = torch.isfinite(x_adv).all(-1)
@@ -237,8 +337,12 @@ def verify(f: Function, x0: torch.Tensor, x_adv: torch.Tensor, p: float,
         if not (rel_margin >= 0.0 and math.isfinite(rel_margin)):
             raise ValueError(f"rel_margin must be None or a finite float >= 0; got {rel_margin!r}")
         margin = rel_margin * y0.abs()
-    ok = is_adversarial(y0, evaluate(f, x_adv), margin) & finite
-    xb = bisect_to_boundary(f, x0, x_adv, y0, steps=bisection_steps, valid=ok, margin=margin)
+    y_adv = evaluate(f, x_adv)
+    ok = is_adversarial(y0, y_adv, margin) & finite
+    if search == "illinois":
+        xb = find_boundary(f, x0, x_adv, y0, steps=bisection_steps, valid=ok, margin=margin, y_adv=y_adv)
+    else:
+        xb = bisect_to_boundary(f, x0, x_adv, y0, steps=bisection_steps, valid=ok, margin=margin)
     # re-verification of the returned points: batched (guards against non-deterministic f) ...
     ok = ok & is_adversarial(y0, evaluate(f, xb), margin)
     # ... and each row alone, in a fresh forward pass of a batch of one
