@@ -251,3 +251,42 @@ def test_ensemble_vmap_fallback_warns_and_never_hides_errors():
         ref = torch.cat([nets[k](x[2 * k:2 * k + 2])[:, 0] for k in range(2)])
         assert torch.allclose(y, ref)
         assert torch.allclose(ens.evaluate_alone(x), ref)
+
+
+def test_ensemble_vectorize_auto_rule_and_outputs():
+    # vectorize="auto" (the default): row-wise calls on the CPU loop over the networks when each network
+    # gets >= LOOP_MIN_VALUES input values per call, else one vmapped call; shared() always vmaps.  Oracle
+    # for the outputs: every network called on its own rows (tolerance 64 eps of the output scale)
+    from gpbound.ensemble import LOOP_MIN_VALUES
+
+    nets = [_mlp(50, 8, seed=s) for s in range(3)]
+    eps = torch.finfo(torch.float64).eps
+    calls = {"vmap": 0}
+    import gpbound.ensemble as ensemble_module
+    real_vmap = ensemble_module.vmap
+
+    def counting_vmap(*a, **k):
+        calls["vmap"] += 1
+        return real_vmap(*a, **k)
+
+    ensemble_module.vmap = counting_vmap
+    try:
+        for P in (LOOP_MIN_VALUES // 50 - 1, LOOP_MIN_VALUES // 50 + 1):   # just below / above the rule
+            ens = NetworkEnsemble(nets, points_per_network=P)
+            assert ens.vectorize == "auto"
+            x = torch.randn(3 * P, 50, dtype=torch.float64)
+            calls["vmap"] = 0
+            y = ens(x)
+            assert calls["vmap"] == (1 if P * 50 < LOOP_MIN_VALUES else 0)
+            with torch.no_grad():
+                ref = torch.cat([nets[k](x[k * P:(k + 1) * P])[:, 0] for k in range(3)])
+                assert float((y - ref).abs().max()) <= 64 * eps * float(ref.abs().max())
+                calls["vmap"] = 0
+                ys = ens.shared(x[:P])
+                assert calls["vmap"] == 1
+                refs = torch.stack([nets[k](x[:P])[:, 0] for k in range(3)])
+                assert float((ys - refs).abs().max()) <= 64 * eps * float(refs.abs().max())
+    finally:
+        ensemble_module.vmap = real_vmap
+    with pytest.raises(ValueError, match="vectorize"):
+        NetworkEnsemble(nets, vectorize="sometimes")
