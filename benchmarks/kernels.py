@@ -8,12 +8,16 @@ Cases (sigma_w2 = 2, sigma_b2 = 0.1 in every case, float64):
 
 For each case the same run measures the floor: (a) the GEMM of the input covariance (dense: the
 Gram X X^T; spatial cases: the batched GEMM of all pixel pairs), (b) one elementwise pass over the
-state per linear layer (conv, pool; into a preallocated buffer: no page faults), (c) the compiled
-order-1 arc-cosine (ReLU) map per ReLU layer, each at the size of one block of the recursion
-(``max_elements``) and scaled to the entries the recursion computes (the upper triangle of pairs),
-and prints gpbound's time, the floor and their ratio.  ``--compile`` switches on gpbound's compiled
-paths (``enable_compile``: the ReLU map and the full-pixel conv stencil).  The spatial cases also time
-the conv layer's map against :func:`gpbound.kernels.stencil.circular_conv_map` on one block.
+state per linear layer (dense, conv, pool; into a preallocated buffer: no page faults), (c) the
+compiled order-1 arc-cosine (ReLU) map per ReLU layer; (b) and (c) are timed per entry on one block of
+the recursion (``max_elements``) and charged at the size of the state each layer reads (the pooling
+case: the first conv and ReLU on the full pixel covariance, the second on the diagonal of the pooled
+grid), all scaled to the upper triangle of pairs.  It prints gpbound's time, the floor and their ratio
+(and, where it differs, the looser floor that charges every layer at the input state's size).
+``--compile`` switches on gpbound's compiled paths (``enable_compile``: the ReLU map, the full-pixel
+conv stencil, and a circular stride-1 Conv followed by a ReLU as one fused kernel).  The spatial
+cases also time the conv layer's map against :func:`gpbound.kernels.stencil.circular_conv_map` on one
+block.
 
 neural-tangents runs side by side when its peer environment exists (``--ntenv``, default ``$NTENV``;
 built by ``bash shared/bench/setup_peer_envs.sh`` with NTENV set); otherwise the script prints
@@ -64,19 +68,32 @@ _RELU_FLOOR = torch.compile(_relu_floor_fn, dynamic=False)
 
 
 def case_spec(name, quick):
-    """(architecture, X, description, number of ReLU layers, number of linear state passes, full)."""
+    """(architecture, X shape, description, floor layers).
+
+    The floor layers are ``(kind, entries per pair)`` of every layer after the input covariance:
+    ``"pass"`` (a linear layer: one elementwise pass over its input state) or ``"relu"`` (the compiled
+    order-1 map over the state), each at the size of the state that layer reads (a full-pixel state
+    ``P^2`` entries per pair, a diagonal one ``P``, a flat one 1; pooling shrinks the grid, and the
+    state turns diagonal after the last pooling).
+    """
     if name == "dense":
         N, n = (500, 768) if quick else (2000, 3072)
         arch = Architecture(serial(Dense(1), ReLU(), Dense(1), ReLU(), Dense(1)), (n,))
-        return arch, (N, n), f"dense ReLU depth 3, X ({N}, {n})", 2, 2
+        return arch, (N, n), f"dense ReLU depth 3, X ({N}, {n})", [("relu", 1), ("pass", 1), ("relu", 1), ("pass", 1)]
     if name == "conv":
         B, s = (32, 16) if quick else (256, 32)
         arch = Architecture(serial(Conv(1, 3), ReLU(), Conv(1, 3), ReLU(), Flatten(1)), (3, s, s))
-        return arch, (B, 3 * s * s), f"conv-ReLU-conv-ReLU-flatten, {B} imgs {s}x{s}x3", 2, 2
+        P = s * s
+        return (arch, (B, 3 * s * s), f"conv-ReLU-conv-ReLU-flatten, {B} imgs {s}x{s}x3",
+                [("pass", P), ("relu", P), ("pass", P), ("relu", P)])
     if name in ("pool", "pool32"):
         B, s = ((16, 8) if quick else (64, 16)) if name == "pool" else ((8, 16) if quick else (32, 32))
         arch = Architecture(serial(Conv(1, 3), ReLU(), AvgPool(2), Conv(1, 3), ReLU(), Flatten(1)), (3, s, s))
-        return arch, (B, 3 * s * s), f"conv-ReLU-avgpool2-conv-ReLU-flatten, {B} imgs {s}x{s}x3", 2, 3
+        P = s * s
+        # conv and ReLU on the full 16x16 (32x32) pixel covariance, the pooling reads it, then the second
+        # conv and ReLU on the diagonal of the pooled grid (P / 4 entries per pair)
+        return (arch, (B, 3 * s * s), f"conv-ReLU-avgpool2-conv-ReLU-flatten, {B} imgs {s}x{s}x3",
+                [("pass", P * P), ("relu", P * P), ("pass", P * P), ("pass", P // 4), ("relu", P // 4)])
     raise ValueError(name)
 
 
@@ -88,16 +105,18 @@ def block_rows(arch, N, max_elements):
     return min(N, b), per_pair, full
 
 
-def floors(arch, X, max_elements, repeat, n_relu, n_pass):
-    """Floor times (s) for the whole case, measured on one block and scaled to the computed entries."""
+def floors(arch, X, max_elements, repeat, layers):
+    """Floor times (s) for the whole case: each part measured on one block and scaled to the entries of
+    the upper triangle of pairs (``N (N + 1) / 2``) at each layer's own state size (``layers``, from
+    :func:`case_spec`).  ``floor_input_size`` is the older, looser floor that charged every layer at
+    the input state's size (the same on the dense and conv cases; larger on the pooling cases)."""
     N = X.shape[0]
     b, per_pair, full = block_rows(arch, N, max_elements)
-    pairs = N * (N + 1) // 2 if b < N else N * N  # the recursion computes the upper triangle of blocks
+    pairs = N * (N + 1) // 2 if b < N else N * N  # the recursion computes the upper triangle of pairs
     out = {}
     if len(arch.input_shape) == 1:
         out["gemm"] = timeit(lambda: X @ X.T, repeat)
         blk = (N, N)
-        scale = 1.0
     else:
         C, P = arch.input_shape[0], arch.input_pixels
         xb = X[:b].reshape(b, C, P)
@@ -112,16 +131,24 @@ def floors(arch, X, max_elements, repeat, n_relu, n_pass):
             Bm = xb.permute(2, 1, 0).contiguous()
             out["gemm"] = timeit(lambda: torch.bmm(A, Bm), repeat) * pairs / (b * b)
             blk = (b, b, P)
-        scale = pairs / (b * b)
     k = torch.rand(blk, dtype=X.dtype) + 0.5
     buf = torch.empty_like(k)
-    out["pass"] = timeit(lambda: torch.add(k, 1.0, out=buf), repeat) * scale * n_pass
-    out["fresh_pass"] = timeit(lambda: k * 1.0, repeat) * scale * n_pass  # with a fresh allocation
+    per_entry = {  # seconds per entry of one pass / one compiled ReLU map, measured on one block
+        "pass": timeit(lambda: torch.add(k, 1.0, out=buf), repeat) / k.numel(),
+        "fresh_pass": timeit(lambda: k * 1.0, repeat) / k.numel(),  # with a fresh allocation
+    }
     sa = torch.ones((1,) * k.dim(), dtype=X.dtype)
-    out["relu_compiled"] = timeit(lambda: _RELU_FLOOR(sa, sa, k, buf), repeat) * scale * n_relu
+    per_entry["relu"] = timeit(lambda: _RELU_FLOOR(sa, sa, k, buf), repeat) / k.numel()
+    entries = {kind: pairs * sum(e for kd, e in layers if kd == kind) for kind in ("pass", "relu")}
+    out["pass"] = per_entry["pass"] * entries["pass"]
+    out["fresh_pass"] = per_entry["fresh_pass"] * entries["pass"]
+    out["relu_compiled"] = per_entry["relu"] * entries["relu"]
     out["floor"] = out["gemm"] + out["pass"] + out["relu_compiled"]
+    n_pass = sum(1 for kd, _ in layers if kd == "pass")
+    n_relu = sum(1 for kd, _ in layers if kd == "relu")
+    out["floor_input_size"] = out["gemm"] + pairs * per_pair * (n_pass * per_entry["pass"] + n_relu * per_entry["relu"])
     out["block_entries"] = int(k.numel())
-    out["computed_entries"] = int(k.numel() * scale)
+    out["computed_entries"] = int(pairs * per_pair)
     return out
 
 
@@ -236,13 +263,13 @@ def main(argv=None):
         print("neural-tangents: not installed")
     results = []
     for case in only:
-        arch, (N, n), desc, n_relu, n_pass = case_spec(case, a.quick)
+        arch, (N, n), desc, layers = case_spec(case, a.quick)
         torch.manual_seed(0)
         X = torch.rand(N, n, dtype=torch.float64)
         K = arch.kernel(X, sigma_w2=SW2, sigma_b2=SB2, max_elements=a.max_elements)
         t = timeit(lambda: arch.kernel(X, sigma_w2=SW2, sigma_b2=SB2, max_elements=a.max_elements), a.repeat)
         r = {"case": case, "work": desc, "gpbound_s": t}
-        r.update(floors(arch, X, a.max_elements, a.repeat, n_relu, n_pass))
+        r.update(floors(arch, X, a.max_elements, a.repeat, layers))
         r["ratio_to_floor"] = t / r["floor"]
         if case != "dense":
             r.update(stencil_rows(arch, X, a.max_elements, a.repeat))
@@ -255,6 +282,9 @@ def main(argv=None):
         print(f"  gpbound {t:8.3f} s | floor {r['floor']:8.3f} s (GEMM {r['gemm']:.3f} + passes {r['pass']:.3f} "
               f"+ compiled ReLU maps {r['relu_compiled']:.3f}; fresh-allocation passes {r['fresh_pass']:.3f}) | "
               f"gpbound / floor {r['ratio_to_floor']:.2f}x")
+        if abs(r["floor_input_size"] - r["floor"]) > 1e-9 * r["floor"]:
+            print(f"  (floor charging every layer at the input state's size: {r['floor_input_size']:.3f} s, "
+                  f"ratio {t / r['floor_input_size']:.2f}x)")
         if "stencil_s" in r:
             print(f"  one block ({r['block_state_entries']:,d} entries): conv layer map {r['conv_layer_map_s']:.3f} s, "
                   f"stencil {r['stencil_s']:.3f} s ({r['stencil_speedup']:.2f}x, max rel diff "

@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 #: the kernel test files, the oracle first
 KERNEL_TESTS = ["test_kernel_oracle.py", "test_arccos.py", "test_nngp.py", "test_layers.py",
-                "test_kernel_fastpaths.py", "test_presets.py"]
+                "test_kernel_fastpaths.py", "test_kernel_speed_paths.py", "test_presets.py"]
 
 #: (key, description, file in the copy, exact snippet, replacement)
 MUTATIONS = [
@@ -65,6 +65,22 @@ MUTATIONS = [
      "gpbound/kernels/layers.py",
      "out = skip + self.block._kernel(state, sw2, sb2, keep_full)",
      "out = skip + self.block._kernel(state, sw2, sb2, keep_full).map(lambda t: t * 1.01)"),
+    ("var_tape", "blocked kernel: replayed variances (VarTape) of x1's rows x 1.01",
+     "gpbound/kernels/state.py",
+     "        return out1, out2\n",
+     "        return out1 * 1.01, out2\n"),
+    ("block_mirror", "blocked kernel (x with itself): mirrored blocks below the diagonal x 1.01",
+     "gpbound/kernels/architecture.py",
+     "out[..., j:j + n2, i:i + n1] = blk.transpose(-1, -2)",
+     "out[..., j:j + n2, i:i + n1] = blk.transpose(-1, -2) * 1.01"),
+    ("block_cover", "blocked kernel: the ragged last block dropped (pairs left uncomputed)",
+     "gpbound/kernels/architecture.py",
+     "        starts.append(N - b)\n",
+     "        pass\n"),
+    ("fused_conv_relu", "fused compiled Conv + ReLU: conv output sw2/|P| x 1.01 (compiled path only)",
+     "gpbound/kernels/stencil.py",
+     "    k = _rolled_sum(t, grid, patch, full) * scale + shift\n",
+     "    k = _rolled_sum(t, grid, patch, full) * (scale * 1.01) + shift\n"),
 ]
 
 

@@ -28,6 +28,7 @@ import doctest
 import importlib
 import itertools
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -433,3 +434,82 @@ def test_doctests_of_the_kernels_package():
         assert res.failed == 0, name
         attempted += res.attempted
     assert attempted >= 2
+
+
+# ---------------------------------------------------------------------------- blocked and compiled paths
+def _blocked_cases():
+    return [("seed", s) for s in range(N_ARCH)] + [("extra", name) for name in sorted(EXTRA_CASES)]
+
+
+def _case(kind, key):
+    if kind == "seed":
+        desc, shape, sw2, sb2 = random_case(key)
+        return desc, shape, sw2, sb2, 1000 + key
+    desc, shape = EXTRA_CASES[key]
+    return desc, shape, 1.6, 0.2, 7
+
+
+@pytest.mark.parametrize("kind,key", _blocked_cases())
+def test_blocked_kernel_equals_numpy_oracle(monkeypatch, kind, key):
+    """Blocks of 2 x 2 pairs (x with itself: a ragged last block that overlaps its neighbour, only blocks on
+    and above the diagonal) and 1 x 2 (x against y), the variances recorded once and replayed per block,
+    on the cache-blocked CPU path (spatial inputs) and the max_elements path."""
+    from gpbound.kernels import architecture as arch_mod
+
+    desc, shape, sw2, sb2, seed = _case(kind, key)
+    arch = Architecture(serial(*to_layers(desc)), shape)
+    rng = np.random.default_rng(seed)
+    X = _inputs(rng, 4, arch.n)
+    X = np.concatenate([X, X[:1]])  # a coincident pair
+    Y = _inputs(rng, 3, arch.n)
+    want = oracle_kernel(desc, shape, np.concatenate([X, Y]), sw2, sb2)
+    tX, tY = torch.from_numpy(X), torch.from_numpy(Y)
+    per_pair = arch.input_pixels ** 2 if arch.full_pixels else arch.input_pixels
+    _close(arch.kernel(tX, sigma_w2=sw2, sigma_b2=sb2, max_elements=4 * per_pair), want[:5, :5], f"{desc}: blocks")
+    _close(arch.kernel(tX, tY, sigma_w2=sw2, sigma_b2=sb2, max_elements=2 * per_pair), want[:5, 5:],
+           f"{desc}: cross blocks")
+    monkeypatch.setattr(arch_mod, "_TILE", 4 * per_pair)
+    _close(arch.kernel(tX, sigma_w2=sw2, sigma_b2=sb2), want[:5, :5], f"{desc}: cache blocks")
+    _close(arch.kernel(tX, tY, sigma_w2=sw2, sigma_b2=sb2), want[:5, 5:], f"{desc}: cross cache blocks")
+
+
+#: Conv + ReLU pairs for the fused compiled map (each pair shape compiles once, so few cases): diagonal
+#: pixels with the conv's own variances (sigma_b2 = 0 and a zero input: zero variances) after a residual
+#: block; full pixels before a pooling
+COMPILED_CASES = {
+    "diag": ([("conv", 2, (3, 2)), ("res", [("relu",), ("conv", 2, (1, 3))]), _xc(2, (2, 1), 1, "circular", 0.7, 0.0),
+              ("relu",), ("flatten", 1)], (1, 4, 3)),
+    "full_pool": ([("conv", 2, (3, 3)), ("relu",), ("pool", (2, 2)), ("conv", 2, (2, 1)), ("flatten", 1)], (1, 4, 4)),
+}
+
+
+@pytest.mark.skipif(shutil.which("c++") is None and shutil.which("g++") is None,
+                    reason="torch.compile on CPU needs a C++ compiler")
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")  # torch's own import
+@pytest.mark.parametrize("name", sorted(COMPILED_CASES))
+def test_compiled_kernel_equals_numpy_oracle(monkeypatch, name):
+    """enable_compile(True): the compiled ReLU map and the fused Conv + ReLU kernel, in cache blocks."""
+    from gpbound.kernels import architecture as arch_mod
+    from gpbound.kernels import enable_compile
+    from gpbound.kernels import pixels as pixels_mod
+
+    desc, shape = COMPILED_CASES[name]
+    sw2, sb2 = 1.6, 0.2
+    arch = Architecture(serial(*to_layers(desc)), shape)
+    rng = np.random.default_rng(5)
+    X = np.concatenate([_inputs(rng, 4, arch.n), np.zeros((1, arch.n))])  # a zero input
+    want = oracle_kernel(desc, shape, X, sw2, sb2)
+    per_pair = arch.input_pixels ** 2 if arch.full_pixels else arch.input_pixels
+    monkeypatch.setattr(arch_mod, "_TILE", 4 * per_pair)
+    fused = []
+    real = pixels_mod.conv_relu_map
+    monkeypatch.setattr(pixels_mod, "conv_relu_map", lambda *a: (fused.append(1), real(*a))[1])
+    enable_compile(True)
+    try:
+        got = arch.kernel(torch.from_numpy(X), sigma_w2=sw2, sigma_b2=sb2)
+    finally:
+        enable_compile(False)
+    assert fused  # the fused path ran
+    _close(got, want, f"{name}: compiled")
+    eager = arch.kernel(torch.from_numpy(X), sigma_w2=sw2, sigma_b2=sb2)
+    _close(got, eager.numpy(), f"{name}: compiled vs eager")

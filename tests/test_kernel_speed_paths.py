@@ -194,3 +194,139 @@ def test_stencil_variance_gradients_on_fast_path(full):
     box = (ref - 0.3) / 2.0  # sum_b K / |P|
     assert abs(float(gs) - box.sum()) <= RTOL * np.abs(box).sum() * 10
     assert float(gb) == out.numel()
+
+
+# ------------------------------------------------------------------------------ fused conv + ReLU
+def _conv_relu_oracle(t, va, vb, grid, patch, sw2, sb2, full):
+    """F(va, vb, k) of the numpy stencil ``k`` (the closed form, 0 where a variance is 0) and its error scale."""
+    k, _ = _stencil_oracle(t, grid, patch, sw2, sb2, full)
+    a, b = np.broadcast_arrays(va.numpy(), vb.numpy(), k)[:2]
+    nz = (a > 0) & (b > 0)
+    ref = np.where(nz, _closed_form_k1_half(np.where(nz, a, 1.0), np.where(nz, b, 1.0), k), 0.0)
+    return ref, np.sqrt(a * b) / 2 + 1e-300  # |F| <= sqrt(ab)/2
+
+
+def _conv_relu_inputs(full, zero=False):
+    """A cross covariance of random inputs (so |k| <= sqrt(va vb) as for a real state) on a 4x5 grid."""
+    g = torch.Generator().manual_seed(21 + full)
+    grid, patch = (4, 5), (3, 2)
+    X = torch.randn(3, 2, 20, generator=g, dtype=DT)  # (N, C, P)
+    Y = torch.randn(2, 2, 20, generator=g, dtype=DT)
+    if zero:
+        Y[1] = 0.0
+    if full:
+        t = torch.einsum("icp,jcq->ijpq", X, Y).reshape(3, 2, *grid, *grid) / 2
+        vx = torch.einsum("icp,icq->ipq", X, X).reshape(3, *grid, *grid) / 2
+        vy = torch.einsum("icp,icq->ipq", Y, Y).reshape(2, *grid, *grid) / 2
+    else:
+        t = torch.einsum("icp,jcp->ijp", X, Y).reshape(3, 2, *grid) / 2
+        vx = torch.einsum("icp,icp->ip", X, X).reshape(3, *grid) / 2
+        vy = torch.einsum("icp,icp->ip", Y, Y).reshape(2, *grid) / 2
+    sw2, sb2 = 1.7, 0.0 if zero else 0.2
+    cx = circular_conv_map(vx, grid, patch, sw2, sb2, full)
+    cy = circular_conv_map(vy, grid, patch, sw2, sb2, full)
+    if full:  # the conv output's pixel variances K_aa, K_a'a' in the cross layout (N1, N2, *g, *g)
+        dx = torch.diagonal(cx.reshape(3, 20, 20), dim1=-2, dim2=-1).reshape(3, 1, *grid, 1, 1)
+        dy = torch.diagonal(cy.reshape(2, 20, 20), dim1=-2, dim2=-1).reshape(1, 2, 1, 1, *grid)
+    else:
+        dx, dy = cx.unsqueeze(1), cy.unsqueeze(0)
+    return t, dx, dy, grid, patch, sw2, sb2
+
+
+@pytest.mark.parametrize("full", [False, True])
+@pytest.mark.parametrize("zero", [False, True])
+def test_conv_relu_cross_eager_equals_defining_formulas(full, zero):
+    """The fused map's arithmetic run eagerly (compile off) against the numpy stencil and closed-form F."""
+    t, va, vb, grid, patch, sw2, sb2 = _conv_relu_inputs(full, zero)
+    got = stencil_mod.conv_relu_cross(t, va, vb, grid, patch, sw2, sb2, full)
+    ref, scale = _conv_relu_oracle(t, va, vb, grid, patch, sw2, sb2, full)
+    assert got.shape == ref.shape
+    assert _rel(got, ref, scale) < RTOL
+    if zero:  # a zero input with sb2 = 0: its variances and F vanish
+        assert float(got[:, 1].abs().max()) == 0.0
+
+
+def test_conv_relu_cross_rejects_autograd_and_bad_patch():
+    t, va, vb, grid, patch, sw2, sb2 = _conv_relu_inputs(False)
+    with pytest.raises(TypeError, match="sigma_w2"):
+        stencil_mod.conv_relu_cross(t, va, vb, grid, patch, torch.tensor(sw2), sb2, False)
+    with pytest.raises(ValueError, match="gradients"):
+        stencil_mod.conv_relu_cross(t.requires_grad_(), va, vb, grid, patch, sw2, sb2, False)
+    with pytest.raises(ValueError, match="patch"):
+        stencil_mod.conv_relu_cross(t.detach(), va, vb, grid, (5, 1), sw2, sb2, False)
+
+
+@pytest.mark.skipif(shutil.which("c++") is None and shutil.which("g++") is None,
+                    reason="torch.compile on CPU needs a C++ compiler")
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")  # torch's own import
+def test_conv_relu_cross_compiled_equals_defining_formulas():
+    for full in (False, True):
+        t, va, vb, grid, patch, sw2, sb2 = _conv_relu_inputs(full)
+        enable_compile(True)
+        try:
+            got = stencil_mod.conv_relu_cross(t, va, vb, grid, patch, sw2, sb2, full)
+        finally:
+            enable_compile(False)
+        ref, scale = _conv_relu_oracle(t, va, vb, grid, patch, sw2, sb2, full)
+        assert _rel(got, ref, scale) < RTOL
+        eager = relu_expectation(va, vb, circular_conv_map(t, grid, patch, sw2, sb2, full))  # the unfused layers
+        assert _rel(got, eager, scale) < RTOL
+
+
+# ------------------------------------------------------------------------------ variances once per call, blocks
+def test_block_starts_cover_with_equal_blocks():
+    from gpbound.kernels.architecture import _block_starts
+
+    for N in range(1, 30):
+        for b in range(1, N + 1):
+            starts = _block_starts(N, b)
+            covered = np.zeros(N, bool)
+            for s in starts:
+                assert 0 <= s and s + b <= N  # every block has the length b
+                covered[s:s + b] = True
+            assert covered.all() and starts == sorted(set(starts))
+
+
+def test_variance_tape_replay_is_checked():
+    x = torch.randn(4, 6, dtype=DT)
+    tape = state_mod.VarTape()
+    rec = input_state(x, x, (6,), False, False, tape=tape.recorder())
+    rec.relu()  # a second recorded step
+    head = tape.replay((1, 2), (0, 3))
+    st = input_state(x[1:3], x[:3], (6,), False, False, tape=head)
+    torch.testing.assert_close(st.var1, (x[1:3] ** 2).mean(-1), rtol=RTOL, atol=0)
+    torch.testing.assert_close(st.var2, (x[:3] ** 2).mean(-1), rtol=RTOL, atol=0)
+    with pytest.raises(RuntimeError, match="used 1 of 2"):
+        head.finish()
+    st = st.relu()
+    torch.testing.assert_close(st.var1, (x[1:3] ** 2).mean(-1) / 2, rtol=RTOL, atol=0)
+    head.finish()
+    with pytest.raises(RuntimeError, match="past its end"):
+        st.relu()
+
+
+@pytest.mark.parametrize("same", [True, False])
+def test_blocked_kernel_computes_variances_once(monkeypatch, same):
+    """Many blocks, one variance pass: the input variances of each input set are formed once per call,
+    and the blocked kernel equals the one-block kernel (every layer kind that makes new variances)."""
+    from gpbound.kernels import AvgPool, Architecture, Conv, Flatten, ReLU, Residual, serial
+    from gpbound.kernels import architecture as arch_mod
+
+    arch = Architecture(serial(Conv(2, 3), Residual(serial(ReLU(), Conv(2, 3))), ReLU(), AvgPool(2), Conv(2, 1),
+                               ReLU(), Flatten(1)), (2, 4, 4))
+    g = torch.Generator().manual_seed(8)
+    x1 = torch.randn(7, arch.n, generator=g, dtype=DT)
+    x2 = x1 if same else torch.randn(5, arch.n, generator=g, dtype=DT)
+    whole = arch.kernel(x1, None if same else x2, sigma_w2=1.6, sigma_b2=0.3)
+    calls = []
+    real = state_mod._input_cov
+    monkeypatch.setattr(state_mod, "_input_cov", lambda a, b, grid, full, pairs: (
+        calls.append(pairs), real(a, b, grid, full, pairs))[1])
+    monkeypatch.setattr(arch_mod, "_TILE", 3 * 256)  # 3 pairs of 16x16 full-pixel entries: blocks of 1 x 3
+    blocked = arch.kernel(x1, None if same else x2, sigma_w2=1.6, sigma_b2=0.3)
+    assert calls.count("self") == (1 if same else 2)
+    assert calls.count("outer") > 5  # many blocks
+    scale = float(whole.abs().max())
+    assert float((blocked - whole).abs().max()) <= RTOL * scale
+    if same:
+        assert torch.equal(blocked, blocked.transpose(0, 1))
