@@ -26,8 +26,9 @@ the fraction of points where gpbound <= FMN (a failure counts as distance inf): 
 raw FMN, strict against same-rule FMN, within the dtype tolerance ``TOL`` = (1 + ROOT_TOL) *
 MARGIN_EPS * eps(float32) = 3.2e-5 relative (the relative distance that gpbound's margin and
 root-finding tolerance cost along a near-affine segment: a raw flip may sit that much closer),
-and within 0.1 %; failures of gpbound, of raw FMN and of same-rule FMN; seconds per point of
-each.  Timings on a shared machine swing: compare the two columns of one run, not runs.
+and within 0.1 %; failures of gpbound, of raw FMN and of same-rule FMN; wall-clock and process
+CPU seconds per point of each (one thread each: the CPU time is the less load-sensitive of the
+two on a shared machine).  Timings swing: compare the columns of one run, not runs.
 
 Set-up of the peer environment (foolbox is a benchmark-only dependency, never installed by
 ``make test`` or setup.cfg), either with the peer-environment script of the workplace
@@ -61,7 +62,7 @@ def run_peer(folder, norm, steps):
     torch.set_num_threads(1)
     meta = torch.load(os.path.join(folder, "cell.pt"))
     x0, K, P = meta["x0"], meta["K"], meta["P"]
-    advs, succ, seconds = [], [], 0.0
+    advs, succ, seconds, cpu = [], [], 0.0, 0.0
     for k in range(K):
         net = torch.jit.load(os.path.join(folder, f"net{k}.pt"))
 
@@ -80,12 +81,13 @@ def run_peer(folder, norm, steps):
         with torch.no_grad():
             labels = (net(x).reshape(-1) > 0).long()
         attack = getattr(fb.attacks, FB_ATTACKS[norm])(steps=steps)
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         _, clipped, success = attack(fmodel, x, labels, epsilons=None)
         seconds += time.perf_counter() - t
+        cpu += time.process_time() - c
         advs.append(clipped.detach())
         succ.append(success.detach().reshape(-1))
-    torch.save({"x_adv": torch.cat(advs), "success": torch.cat(succ), "seconds": seconds},
+    torch.save({"x_adv": torch.cat(advs), "success": torch.cat(succ), "seconds": seconds, "cpu_seconds": cpu},
                os.path.join(folder, f"fmn_{norm}.pt"))
 
 
@@ -116,8 +118,9 @@ def tolerance():
     return (1.0 + ROOT_TOL) * MARGIN_EPS * torch.finfo(torch.float32).eps
 
 
-def summarize(d_gp, d_fmn, t_gp, t_fmn, B, d_fmn_rule=None):
-    """Paired statistics of one cell (distances ``inf`` where an attack failed)."""
+def summarize(d_gp, d_fmn, t_gp, t_fmn, B, d_fmn_rule=None, cpu_gp=math.nan, cpu_fmn=math.nan):
+    """Paired statistics of one cell (distances ``inf`` where an attack failed; ``t_*`` wall and
+    ``cpu_*`` process CPU seconds of the whole cell)."""
     d_fmn_rule = d_fmn if d_fmn_rule is None else d_fmn_rule
     both = torch.isfinite(d_gp) & torch.isfinite(d_fmn)
     ratio = d_gp[both] / d_fmn[both]
@@ -132,6 +135,7 @@ def summarize(d_gp, d_fmn, t_gp, t_fmn, B, d_fmn_rule=None):
             "worse_1pct": int((ratio > 1.01).sum()), "fail_gp": int(torch.isinf(d_gp).sum()),
             "fail_fmn": int(torch.isinf(d_fmn).sum()), "fail_fmn_same_rule": int(torch.isinf(d_fmn_rule).sum()),
             "s_per_point_gp": t_gp / B, "s_per_point_fmn": t_fmn / B,
+            "cpu_s_per_point_gp": cpu_gp / B, "cpu_s_per_point_fmn": cpu_fmn / B,
             "points_per_s_gp": B / t_gp, "points_per_s_fmn": B / t_fmn}
 
 
@@ -143,6 +147,8 @@ def main(argv=None):
     ap.add_argument("--networks", type=int, default=8)
     ap.add_argument("--points", type=int, default=5, help="points per network")
     ap.add_argument("--fmn-steps", type=int, default=100)
+    ap.add_argument("--gp-steps", type=int, default=100, help="steps of gpbound's iterative attacks "
+                    "(minimal_distance(steps=...)); 100 is the default and the like-for-like setting")
     ap.add_argument("--seed", type=int, default=0)
     mode = ap.add_mutually_exclusive_group()
     mode.add_argument("--loop", action="store_true", help="gpbound's ensemble evaluates its networks one by "
@@ -169,11 +175,13 @@ def main(argv=None):
     torch.set_num_threads(1)
     fb_python = os.path.join(args.fbenv, "bin", "python")
     rows = []
-    print(f"gpbound default ensemble vs foolbox FMN ({args.fmn_steps} steps), resnet preset C = 16, float32, "
+    print(f"gpbound default ensemble ({args.gp_steps} steps) vs foolbox FMN ({args.fmn_steps} steps), "
+          f"resnet preset C = 16, float32, "
           f"box [0, 1], {args.networks} networks x {args.points} points, 1 thread, "
           f"ensemble {'looped' if args.loop else 'vmapped' if args.vmap else 'auto'}; TOL = {tolerance():.2e}")
     hdr = (f"{'n':>5} {'norm':>5} {'med ratio':>9} {'gp<=FMN':>8} {'same-rule':>9} {'<=+TOL':>7} {'<=+0.1%':>8} "
-           f"{'>1% worse':>9} {'fail gp':>7} {'fail FMN':>8} {'fail rule':>9} {'s/pt gp':>8} {'s/pt FMN':>8}")
+           f"{'>1% worse':>9} {'fail gp':>7} {'fail FMN':>8} {'fail rule':>9} {'s/pt gp':>8} {'s/pt FMN':>8} "
+           f"{'cpu gp':>7} {'cpu FMN':>7}")
     print(hdr)
     for size in args.sizes:
         vectorize = False if args.loop else True if args.vmap else "auto"
@@ -188,10 +196,10 @@ def main(argv=None):
             for norm in args.norms:
                 p = NORMS[norm]
                 cache = None if args.fmn_cache is None else os.path.join(
-                    args.fmn_cache, f"fmn2_s{size}_{norm}_K{args.networks}_P{P}_seed{args.seed}.pt")
+                    args.fmn_cache, f"fmn3_s{size}_{norm}_K{args.networks}_P{P}_seed{args.seed}.pt")
                 if cache is not None and os.path.exists(cache):
-                    d_fmn, d_fmn_rule, t_fmn = (lambda c: (c["d_fmn"], c["d_fmn_rule"], c["seconds"]))(
-                        torch.load(cache))
+                    d_fmn, d_fmn_rule, t_fmn, c_fmn = (lambda c: (c["d_fmn"], c["d_fmn_rule"], c["seconds"],
+                                                                  c["cpu_seconds"]))(torch.load(cache))
                 else:
                     subprocess.run([fb_python, os.path.abspath(__file__), "--peer", folder, "--peer-norm", norm,
                                     "--fmn-steps", str(args.fmn_steps)], check=True)
@@ -202,24 +210,28 @@ def main(argv=None):
                     ok_rule = ok_f & (-torch.sign(y0_alone) * y_f > margin)
                     d_fmn = torch.where(ok_f, lp_norm(xf - x0, p), torch.full((B,), math.inf))
                     d_fmn_rule = torch.where(ok_rule, d_fmn, torch.full((B,), math.inf))
-                    t_fmn = fmn["seconds"]
+                    t_fmn, c_fmn = fmn["seconds"], fmn["cpu_seconds"]
                     if cache is not None:
-                        torch.save({"d_fmn": d_fmn, "d_fmn_rule": d_fmn_rule, "seconds": t_fmn}, cache)
-                t = time.perf_counter()
-                res = minimal_distance(ens, x0, p, bounds=(0.0, 1.0), generator=torch.Generator().manual_seed(0))
-                t_gp = time.perf_counter() - t
+                        torch.save({"d_fmn": d_fmn, "d_fmn_rule": d_fmn_rule, "seconds": t_fmn,
+                                    "cpu_seconds": c_fmn}, cache)
+                t, c = time.perf_counter(), time.process_time()
+                res = minimal_distance(ens, x0, p, bounds=(0.0, 1.0), steps=args.gp_steps,
+                                       generator=torch.Generator().manual_seed(0))
+                t_gp, c_gp = time.perf_counter() - t, time.process_time() - c
                 d_gp = torch.where(res.success, res.distance, torch.full_like(res.distance, math.inf)).float()
-                row = {"n": x0.shape[1], "norm": norm, **summarize(d_gp, d_fmn, t_gp, t_fmn, B, d_fmn_rule),
+                row = {"n": x0.shape[1], "norm": norm, **summarize(d_gp, d_fmn, t_gp, t_fmn, B, d_fmn_rule, c_gp, c_fmn),
                        "d_gpbound": d_gp.tolist(), "d_fmn": d_fmn.tolist(), "d_fmn_same_rule": d_fmn_rule.tolist()}
                 rows.append(row)
                 print(f"{row['n']:>5} {norm:>5} {row['median_ratio']:9.4f} {row['frac_gp_le_fmn']:8.3f} "
                       f"{row['frac_gp_le_fmn_same_rule']:9.3f} {row['frac_gp_le_fmn_tol']:7.3f} "
                       f"{row['frac_gp_le_fmn_0.1pct']:8.3f} {row['worse_1pct']:>9d} {row['fail_gp']:>7d} "
                       f"{row['fail_fmn']:>8d} {row['fail_fmn_same_rule']:>9d} {row['s_per_point_gp']:8.3f} "
-                      f"{row['s_per_point_fmn']:8.3f}", flush=True)
+                      f"{row['s_per_point_fmn']:8.3f} {row['cpu_s_per_point_gp']:7.3f} "
+                      f"{row['cpu_s_per_point_fmn']:7.3f}", flush=True)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"networks": args.networks, "points_per_network": args.points, "fmn_steps": args.fmn_steps,
+                   "gp_steps": args.gp_steps,
                        "threads": 1, "rows": rows}, fh, indent=1)
     return rows
 

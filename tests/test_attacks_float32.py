@@ -233,3 +233,29 @@ def test_boundary_search_illinois_equals_bisection_on_affine(norm):
         assert float(rel.min()) > -1e-12 and float(rel.max()) < 1e-6
     with pytest.raises(ValueError, match="boundary_search"):
         minimal_distance(f, x0, norm, steps=2, reverify_alone=False, boundary_search="newton")
+
+
+def test_find_boundary_nan_output_halves_and_keeps_far_side():
+    # f is NaN on part of the segment: those points are never adversarial (as in bisect_to_boundary), so
+    # the search halves past them and the far end still flips by more than the margin.  Oracle: the
+    # bracket ends at the far edge t = 0.6 of the NaN stretch (f jumps to 1 there), as the plain
+    # bisection does, to within the 2**-50 resolution
+    from gpbound.attacks.verify import bisect_to_boundary, find_boundary, flip_margin
+
+    x0 = torch.zeros(2, 1, dtype=torch.float64)
+    xa = torch.ones(2, 1, dtype=torch.float64)
+
+    def f(x):
+        # NaN on (0.4, 0.6), where the first regula falsi estimate (between f(0) = -1 and f(1) = 1) lands
+        t = x[:, 0]
+        y = torch.where(t < 0.4, 4.0 * t - 1.0, torch.ones_like(t))
+        return torch.where((t > 0.4) & (t < 0.6), torch.full_like(y, float("nan")), y)
+
+    y0 = f(x0)
+    m = flip_margin(y0, torch.float64)
+    xb, count = find_boundary(f, x0, xa, y0, steps=50, margin=m, return_count=True)
+    assert bool((-torch.sign(y0) * f(xb) > m).all())
+    xbis = bisect_to_boundary(f, x0, xa, y0, steps=50, margin=m)
+    assert float((xb[:, 0] - 0.6).min()) >= 0.0 and float((xb[:, 0] - 0.6).max()) <= 4 * 2.0 ** -50
+    assert float((xb - xbis).abs().max()) <= 4 * 2.0 ** -50
+    assert count < 4 * 50

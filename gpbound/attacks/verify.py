@@ -201,6 +201,8 @@ def bisect_to_boundary(f: Function, x0: torch.Tensor, x_adv: torch.Tensor, y0: t
 #: (``-sign f(x0) f(x_hi) - m <= ROOT_TOL * m``): the distance is then within ~``ROOT_TOL m / |f(x0)|``
 #: relative of the margin-level crossing (float32: 1.9e-6); it aims at half of that
 ROOT_TOL = 1.0 / 16.0
+#: every estimate of :func:`find_boundary` is kept this fraction of the bracket inside it (strict progress)
+CLAMP = 2.0 ** -20
 #: boundary searches of :func:`verify` (``"illinois"``: :func:`find_boundary`, ``"bisection"``:
 #: :func:`bisect_to_boundary`)
 BOUNDARY_SEARCHES = ("illinois", "bisection")
@@ -214,7 +216,7 @@ def find_boundary(f: Function, x0: torch.Tensor, x_adv: torch.Tensor, y0: torch.
     Same contract as :func:`bisect_to_boundary` (the far end ``hi`` of the bracket always flips
     by more than ``margin`` in an evaluation of ``f``; ``lo`` never does), but each new point is
     the Illinois regula falsi estimate of the crossing of ``-sign f(x0) f = margin + ROOT_TOL margin / 2``
-    along the segment (Dowell and Jarratt 1971), clipped to the inner ``62/64`` of the bracket and
+    along the segment (Dowell and Jarratt 1971), kept ``CLAMP`` of the bracket inside it, and
     safeguarded: every third step, a row whose bracket did not halve over the last three steps takes
     a plain halving next, so the bracket halves at least every four evaluations.  For ``f`` affine
     along the segment the first estimate lands on the crossing; for a piecewise-affine ``f`` (ReLU
@@ -266,8 +268,9 @@ def find_boundary(f: Function, x0: torch.Tensor, x_adv: torch.Tensor, y0: torch.
         if bool(done.all()):
             break
         t_sec = lo + w * (-plo / (phi - plo).clamp_min(torch.finfo(lo.dtype).tiny))
-        t = torch.where(halve, lo + 0.5 * w, t_sec)
-        t = torch.minimum(torch.maximum(t, lo + w / 64.0), hi - w / 64.0)
+        # a NaN output (treated as no flip) leaves a NaN estimate: halve instead
+        t = torch.where(halve | ~torch.isfinite(t_sec), lo + 0.5 * w, t_sec)
+        t = torch.minimum(torch.maximum(t, lo + w * CLAMP), hi - w * CLAMP)
         y = evaluate(f, x0 + t.unsqueeze(-1) * direction)
         count += 1
         far = is_adversarial(y0, y, m) & ~done
