@@ -330,3 +330,28 @@ def test_blocked_kernel_computes_variances_once(monkeypatch, same):
     assert float((blocked - whole).abs().max()) <= RTOL * scale
     if same:
         assert torch.equal(blocked, blocked.transpose(0, 1))
+
+
+def test_blocked_kernel_gradients_equal_one_block(monkeypatch):
+    """Autograd through the replayed variances (shared by the blocks) and the overlapping ragged blocks:
+    the gradients in the variances and the inputs equal those of the one-block kernel."""
+    from gpbound.kernels import Architecture, Conv, Flatten, ReLU, serial
+    from gpbound.kernels import architecture as arch_mod
+
+    arch = Architecture(serial(Conv(2, 3), ReLU(), Conv(2, (3, 1)), ReLU(), Flatten(1)), (2, 3, 4))
+    g = torch.Generator().manual_seed(9)
+    x0 = torch.randn(5, arch.n, generator=g, dtype=DT)
+
+    def grads(tile):
+        monkeypatch.setattr(arch_mod, "_TILE", tile)
+        x = x0.clone().requires_grad_()
+        sw2 = torch.tensor(1.3, dtype=DT, requires_grad=True)
+        sb2 = torch.tensor(0.4, dtype=DT, requires_grad=True)
+        K = arch.kernel(x, sigma_w2=sw2, sigma_b2=sb2)
+        w = torch.arange(25, dtype=DT).reshape(5, 5) / 25  # an asymmetric weighting of the entries
+        return (K.detach(),) + torch.autograd.grad((K * w).sum(), (x, sw2, sb2))
+
+    whole = grads(1 << 30)
+    blocked = grads(4 * arch.input_pixels)  # blocks of 2 x 2 pairs, a ragged last one
+    for a, b in zip(whole, blocked):
+        assert float((a - b).abs().max()) <= RTOL * float(a.abs().max())
