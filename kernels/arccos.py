@@ -233,6 +233,10 @@ def enable_compile(flag: bool = True):
     costs seconds on the first call per shape family (number of dims, broadcast pattern, device);
     it pays off for maps over millions of entries.  Gradients always use the analytic eager formulas.
 
+    The same switch turns on the compiled full-pixel conv stencil and, in the NNGP recursion, a
+    circular stride-1 Conv directly followed by a ReLU as one fused kernel
+    (:func:`gpbound.kernels.stencil.conv_relu_cross`), both without autograd.
+
     Parameters
     ----------
     flag : bool

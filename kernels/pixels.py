@@ -83,8 +83,8 @@ def conv_relu_map(state: KernelState, patch, sw2: float, sb2: float) -> KernelSt
     The variances take the two layer maps (:func:`conv_map`, :meth:`KernelState.relu`; replayed
     from a :class:`~gpbound.kernels.state.VarTape` in a blocked kernel); the cross covariance, the
     largest tensor, goes through :func:`gpbound.kernels.stencil.conv_relu_cross` (compiled when
-    :func:`gpbound.kernels.enable_compile` is on), so the conv output is never written to memory.
-    Equal to ``conv_map(state, ...).relu()`` to rounding.  No autograd (``sw2``, ``sb2``: floats).
+    :func:`gpbound.kernels.enable_compile` is on): no eager pass over the conv output.  Equal to
+    ``conv_map(state, ...).relu()`` to rounding.  No autograd (``sw2``, ``sb2``: floats).
     """
     mid = _circular_unit_stride(replace(state, cross=None), patch, sw2, sb2)  # the conv output's variances
     out = mid.relu()
@@ -94,6 +94,7 @@ def conv_relu_map(state: KernelState, patch, sw2: float, sb2: float) -> KernelSt
     va = mid._pair_x(mid._full_pix(v1, True))
     vb = mid._pair_y(mid._full_pix(v2, False))
     return replace(out, cross=conv_relu_cross(state.cross, va, vb, state.grid, patch, sw2, sb2, state.full))
+
 
 def _pad_axis(t: torch.Tensor, ax: int, lo: int, hi: int, circular: bool) -> torch.Tensor:
     """Pad axis ``ax`` of ``t`` by ``lo`` / ``hi`` pixels: periodic copies or zeros."""

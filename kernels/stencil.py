@@ -19,6 +19,10 @@ indices taken mod the grid.  :func:`circular_conv_map` evaluates either form
   sum of the ``|P|`` rolled copies of ``K`` (``torch.roll`` is an index remap the compiler fuses;
   measured 1.9x faster than the eager chunks on a 16x16 grid, while on diagonal pixels it is slower);
 * with autograd (``K`` or a variance needs a gradient): the sum of rolled copies, eagerly.
+
+:func:`conv_relu_cross` fuses the stencil of the cross covariance with the ReLU map that follows it
+(one compiled kernel; the NNGP recursion uses it for a Conv directly followed by a ReLU when
+:func:`gpbound.kernels.enable_compile` is on and nothing needs a gradient).
 """
 from __future__ import annotations
 
@@ -179,8 +183,8 @@ def _conv_relu_fused(t, sa, sb, grid, patch, full: bool, scale, shift, f: float)
     ``s = sa sb`` (square roots of the conv output's pixel variances, broadcast against ``t``),
     ``c = k / s`` clamped (0 where ``s = 0``): the arithmetic of
     :func:`gpbound.kernels.arccos._k1_fused` applied to :func:`_rolled_map`.  Compiled
-    (:func:`conv_relu_cross`), the conv output is never written to memory: each entry reads its
-    ``|P|`` neighbours of ``t`` and the ReLU map runs on the sum.
+    (:func:`conv_relu_cross`), the stencil and the ReLU map are one kernel (each entry reads its
+    ``|P|`` neighbours of ``t``); no eager pass touches the conv output.
     """
     k = _rolled_sum(t, grid, patch, full) * scale + shift
     s = sa * sb
@@ -223,10 +227,12 @@ def conv_relu_cross(t: torch.Tensor, va: torch.Tensor, vb: torch.Tensor, grid, p
         raise TypeError("sigma_w2 and sigma_b2 must be floats (the fused map has no autograd)")
     if t.requires_grad or va.requires_grad or vb.requires_grad:
         raise ValueError("t, va and vb must not require gradients (the fused map has no autograd)")
-    if _COMPILED_CONV_RELU["fn"] is None:
-        # dynamic=False: one static kernel per shape (the blocked kernel gives one block shape per layer);
-        # a kernel with dynamic pair dims measured 3.5x slower on a full-pixel state
-        _COMPILED_CONV_RELU["fn"] = torch.compile(_conv_relu_fused, dynamic=False, fullgraph=True)
-    fn = _COMPILED_CONV_RELU["fn"] if _COMPILED["on"] else _conv_relu_fused
+    fn = _conv_relu_fused  # compile off: the same arithmetic eagerly (a reference; the recursion does not fuse then)
+    if _COMPILED["on"]:
+        if _COMPILED_CONV_RELU["fn"] is None:
+            # dynamic=False: one static kernel per shape (the blocked kernel gives one block shape per layer);
+            # a kernel with dynamic pair dims measured 3.5x slower on a full-pixel state
+            _COMPILED_CONV_RELU["fn"] = torch.compile(_conv_relu_fused, dynamic=False, fullgraph=True)
+        fn = _COMPILED_CONV_RELU["fn"]
     return fn(t, torch.sqrt(va), torch.sqrt(vb), grid, patch, bool(full), float(sigma_w2) / math.prod(patch),
               float(sigma_b2), 0.5 / _PI)
