@@ -167,6 +167,32 @@ class NetworkEnsemble:
         out = self._select(self._apply_all(x, shared=False))  # (K, m*P)
         return out.reshape(self.K, m, P).transpose(0, 1).reshape(m, B)
 
+    def evaluate_rows(self, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """Row-wise call restricted to the networks that own a selected row: ``x`` ``(K*P, n)``, bool
+        ``rows`` ``(K*P,)`` -> ``(K*P,)``, no gradients.
+
+        Where this call would loop over the networks (see ``vectorize``), only the networks with a row
+        in ``rows`` are evaluated (each on its whole block of ``P`` rows, as in :meth:`__call__`, so with
+        the same rounding) and the rows of the others are ``NaN``; where it would use ``vmap``, every
+        network is evaluated.  Used by :func:`gpbound.attacks.verify.find_boundary`, whose rows stop at
+        different steps.
+        """
+        B = x.shape[0]
+        P = self.P if self.P is not None else B // self.K
+        if B != self.K * P or P < 1:
+            raise ValueError(f"x must have K*P = {self.K}*{self.P if self.P else 'P'} rows "
+                             f"(network-major); got {B}")
+        if rows.shape != (B,) or rows.dtype != torch.bool:
+            raise ValueError(f"rows must be a bool tensor of shape ({B},); got {rows.dtype} {tuple(rows.shape)}")
+        xk = x.reshape(self.K, P, *x.shape[1:])
+        with torch.no_grad():
+            if self._use_vmap(xk, shared=False):
+                return self._select(self._apply_all(xk, shared=False)).reshape(B)
+            out = torch.full((self.K, P), float("nan"), dtype=x.dtype, device=x.device)
+            for k in torch.nonzero(rows.reshape(self.K, P).any(-1)).flatten().tolist():
+                out[k] = self._select(self.networks[k](xk[k])).reshape(P)
+        return out.reshape(B)
+
     def evaluate_alone(self, x: torch.Tensor, rows: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Each selected row of ``x`` ``(K*P, n)`` evaluated alone by its own network (a fresh
         forward pass of ``networks[b // P]`` on the batch of one row ``x[b:b+1]``, no vmap);

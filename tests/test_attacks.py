@@ -290,3 +290,36 @@ def test_ensemble_vectorize_auto_rule_and_outputs():
         ensemble_module.vmap = real_vmap
     with pytest.raises(ValueError, match="vectorize"):
         NetworkEnsemble(nets, vectorize="sometimes")
+
+
+def test_ensemble_evaluate_rows_only_owning_networks_and_same_search():
+    # looped ensemble: evaluate_rows calls only the networks owning a selected row (each on its whole
+    # block, so bit-identical to the row-wise call) and NaN elsewhere; find_boundary on the ensemble
+    # (which uses it) returns exactly what it returns on the same function without that method
+    from gpbound.attacks.verify import find_boundary, flip_margin
+
+    nets = [_mlp(6, 8, seed=s) for s in range(4)]
+    for net in nets:
+        net.requires_grad_(False)
+    ens = NetworkEnsemble(nets, points_per_network=3, vectorize=False)
+    called = []
+    for k, net in enumerate(nets):
+        net.register_forward_hook(lambda mod, inp, out, k=k: called.append(k))
+    x = torch.randn(12, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    rows = torch.zeros(12, dtype=torch.bool)
+    rows[[4, 10]] = True                                   # networks 1 and 3
+    full = ens(x)
+    called.clear()
+    y = ens.evaluate_rows(x, rows)
+    assert called == [1, 3]
+    own = torch.tensor([k in (1, 3) for k in range(4) for _ in range(3)])
+    assert torch.equal(y[own], full[own]) and bool(torch.isnan(y[~own]).all())
+    with pytest.raises(ValueError, match="rows"):
+        ens.evaluate_rows(x, rows[:5])
+    y0 = ens(x)
+    xa = x - 4.0 * torch.sign(y0).unsqueeze(-1) * torch.ones_like(x)
+    plain = lambda z: ens(z)  # noqa: E731  (no evaluate_rows method)
+    m = flip_margin(y0, torch.float64)
+    a, ca = find_boundary(ens, x, xa, y0, steps=50, margin=m, return_count=True)
+    b, cb = find_boundary(plain, x, xa, y0, steps=50, margin=m, return_count=True)
+    assert torch.equal(a, b) and ca == cb

@@ -86,6 +86,21 @@ def evaluate_many(f: Function, X: torch.Tensor) -> torch.Tensor:
     return torch.stack([evaluate(f, X[j]) for j in range(X.shape[0])], 0)
 
 
+def _evaluate_rows(f: Function, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """``f(x)`` where at least the ``rows`` are needed: ``f.evaluate_rows(x, rows)`` where ``f`` has that
+    method (:class:`gpbound.ensemble.NetworkEnsemble`: only the networks owning a selected row), else
+    :func:`evaluate` of all rows."""
+    own = getattr(f, "evaluate_rows", None)
+    if callable(own):
+        with torch.no_grad():
+            y = own(x, rows)
+        if not isinstance(y, torch.Tensor) or y.shape != (x.shape[0],):
+            raise ValueError(f"f.evaluate_rows(x, rows) must return a tensor of shape ({x.shape[0]},); "
+                             f"got {getattr(y, 'shape', type(y).__name__)}")
+        return y
+    return evaluate(f, x)
+
+
 def evaluate_alone(f: Function, x: torch.Tensor, rows: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Evaluate ``f`` on each row of ``x`` *alone* (a fresh forward pass of a batch of one row).
 
@@ -224,7 +239,9 @@ def find_boundary(f: Function, x0: torch.Tensor, x_adv: torch.Tensor, y0: torch.
     ``(1 + ROOT_TOL) margin`` or its bracket is narrower than ``max(2**-steps, 2 eps)`` of the segment
     (``eps`` of ``x0.dtype``: nothing representable lies inside); the search ends when every row has
     stopped, after at most ``4 steps`` batched evaluations of ``f`` (by then the bracket is no wider
-    than ``steps`` halvings leave it).
+    than ``steps`` halvings leave it).  Where ``f`` has a method ``evaluate_rows(x, rows)`` (as
+    :class:`gpbound.ensemble.NetworkEnsemble` has) it is called with the rows still searching, so a
+    looped ensemble evaluates only the networks that own one.
 
     Parameters
     ----------
@@ -271,7 +288,7 @@ def find_boundary(f: Function, x0: torch.Tensor, x_adv: torch.Tensor, y0: torch.
         # a NaN output (treated as no flip) leaves a NaN estimate: halve instead
         t = torch.where(halve | ~torch.isfinite(t_sec), lo + 0.5 * w, t_sec)
         t = torch.minimum(torch.maximum(t, lo + w * CLAMP), hi - w * CLAMP)
-        y = evaluate(f, x0 + t.unsqueeze(-1) * direction)
+        y = _evaluate_rows(f, x0 + t.unsqueeze(-1) * direction, ~done)
         count += 1
         far = is_adversarial(y0, y, m) & ~done
         near = ~far & ~done
