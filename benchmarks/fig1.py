@@ -13,6 +13,8 @@ default in the temp dir) and resumed if the file exists (delete it for a fresh t
     python benchmarks/fig1.py --quick
     python benchmarks/fig1.py --throughput --sizes 12 32    # attacked points per second, batched vs unbatched
                                                           # (faithful full width, float32, boxed [0, 1])
+    python benchmarks/fig1.py --throughput --device cuda --sizes 12 32 60 --networks 25 --steps 100
+                                                          # the GPU measurement of benchmarks/paper_gpu.sh
     python benchmarks/fig1.py                       # 317 s measured on 2 cores (2026-11-29), slopes l1 +0.48, l2 -0.03, linf -0.54
 """
 import argparse
@@ -44,9 +46,12 @@ def main(argv=None):
     ap.add_argument("--throughput", action="store_true",
                     help="measure attacked points (x norms) per second, batched (NetworkEnsemble) vs one network at "
                          "a time, on the faithful network at full width, depth 20, float32, boxed [0, 1]")
+    ap.add_argument("--device", default=None, help="torch device of --throughput (default cpu)")
+    ap.add_argument("--json", default=None, help="--throughput: also write its rows to this JSON file")
     args = ap.parse_args(argv)
     if args.throughput:
-        return throughput(args.sizes or [12, 32], args.networks or 2, args.points or 1, args.steps or 20)
+        return throughput(args.sizes or [12, 32], args.networks or 2, args.points or 1, args.steps or 20,
+                          device=args.device, json_path=args.json)
     if args.quick:
         d = dict(sizes=[4, 8, 12, 16], networks=3, points=2, width_scale=0.25, blocks=1, steps=10)
     else:
@@ -85,12 +90,13 @@ def main(argv=None):
     return 0
 
 
-def throughput(sizes, networks, points, steps):
+def throughput(sizes, networks, points, steps, device=None, json_path=None):
     """Attacked points per second (and per CPU second of this process: a fair figure on a shared machine),
-    batched vs unbatched, with the same networks, points and attack (minimal_distance, ``steps``)."""
+    batched vs unbatched, with the same networks, points and attack (minimal_distance, ``steps``), on ``device``."""
     import torch
 
     from gpbound.experiments.figures import distance_block_task
+    from gpbound.report.checks import atomic_write_text
 
     torch.set_num_threads(1)
     rows = []
@@ -100,14 +106,17 @@ def throughput(sizes, networks, points, steps):
                      norms=list(NORMS), widths=[32, 64, 128], blocks_per_stack=3, dtype="float32", bounds=[0.0, 1.0],
                      batched=batched)
             w0, c0 = time.perf_counter(), time.process_time()
-            out = distance_block_task(p, attack_kwargs={"steps": steps})
+            out = distance_block_task(p, attack_kwargs={"steps": steps}, device=device)
             wall, cpu = time.perf_counter() - w0, time.process_time() - c0
             row = {"s": s, "n": 3 * s * s, "batched": batched, "networks": networks, "points": points, "steps": steps,
                    "point_norms": out["points"], "wall_s": wall, "cpu_s": cpu,
                    "per_wall_s": out["points"] / wall, "per_cpu_s": out["points"] / cpu,
                    "distances": {nm: [list(map(float, r[nm]["distance"])) for r in out["networks"]] for nm in NORMS}}
+            row["device"] = str(device or "cpu")
             rows.append(row)
-            print(json.dumps(row), flush=True)
+            print(json.dumps({k: v for k, v in row.items() if k != "distances"}), flush=True)
+            if json_path:
+                atomic_write_text(json_path, json.dumps(rows, indent=1))
     return 0
 
 
