@@ -286,6 +286,13 @@ def test_ensemble_vectorize_auto_rule_and_outputs():
                 assert calls["vmap"] == 1
                 refs = torch.stack([nets[k](x[:P])[:, 0] for k in range(3)])
                 assert float((ys - refs).abs().max()) <= 64 * eps * float(refs.abs().max())
+        one = NetworkEnsemble(nets[:1], points_per_network=2)          # one network: always the loop
+        calls["vmap"] = 0
+        x1 = torch.randn(2, 50, dtype=torch.float64)
+        y1 = one(x1)
+        assert calls["vmap"] == 0
+        with torch.no_grad():
+            assert torch.equal(y1, nets[0](x1)[:, 0])
     finally:
         ensemble_module.vmap = real_vmap
     with pytest.raises(ValueError, match="vectorize"):
