@@ -20,8 +20,10 @@ from .state import KernelState, VarTape, input_state
 __all__ = ["Architecture", "serial", "layer_from_dict"]
 
 #: entries of one block's state on the CPU's cache-blocked path (spatial inputs): the block's layer maps
-#: then run on data in the (L2/L3) cache; the variances are computed once per call (VarTape), not per block
-_TILE = 1 << 18
+#: then run on data in the last-level cache; the variances are computed once per call (VarTape), not per
+#: block.  Measured with enable_compile, 1 thread (benchmarks/kernels.py cases): 2^20 1.76-1.92 s, 2^18
+#: 1.99 s, 2^21 2.17 s (conv); 2^20 4.27 s, 2^18 4.77 s (pool); eager conv 2^20 2.35 s, 2^18 2.59 s
+_TILE = 1 << 20
 
 
 # ---------------------------------------------------------------------------- from_dict

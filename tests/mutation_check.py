@@ -81,6 +81,10 @@ MUTATIONS = [
      "gpbound/kernels/stencil.py",
      "    k = _rolled_sum(t, grid, patch, full) * scale + shift\n",
      "    k = _rolled_sum(t, grid, patch, full) * (scale * 1.01) + shift\n"),
+    ("fused_relu", "fused compiled Conv + ReLU: its ReLU map F x 1.01 (compiled path only)",
+     "gpbound/kernels/stencil.py",
+     "    return s * (torch.sqrt((1.0 - c) * (1.0 + c)) + (_PI - torch.arccos(c)) * c) * f\n",
+     "    return s * (torch.sqrt((1.0 - c) * (1.0 + c)) + (_PI - torch.arccos(c)) * c) * (f * 1.01)\n"),
 ]
 
 
