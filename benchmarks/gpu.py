@@ -20,7 +20,6 @@ Usage: python benchmarks/gpu.py [--device DEV] [--small] [--only kernels,attacks
 """
 import argparse
 import json
-import math
 import time
 
 import torch

@@ -32,7 +32,6 @@ import json
 import math
 import os
 import subprocess
-import sys
 import tempfile
 import time
 

@@ -25,7 +25,7 @@ from typing import Optional, Tuple
 
 import torch
 
-from .verify import evaluate, evaluate_many, flip_margin, is_adversarial, value_and_grad
+from .verify import evaluate_many, flip_margin, is_adversarial, value_and_grad
 
 __all__ = ["coordinate_attack"]
 

@@ -90,15 +90,22 @@ def _evaluate_rows(f: Function, x: torch.Tensor, rows: torch.Tensor) -> torch.Te
     """``f(x)`` where at least the ``rows`` are needed: ``f.evaluate_rows(x, rows)`` where ``f`` has that
     method (:class:`gpbound.ensemble.NetworkEnsemble`: only the networks owning a selected row), else
     :func:`evaluate` of all rows."""
-    own = getattr(f, "evaluate_rows", None)
-    if callable(own):
-        with torch.no_grad():
-            y = own(x, rows)
-        if not isinstance(y, torch.Tensor) or y.shape != (x.shape[0],):
-            raise ValueError(f"f.evaluate_rows(x, rows) must return a tensor of shape ({x.shape[0]},); "
-                             f"got {getattr(y, 'shape', type(y).__name__)}")
-        return y
-    return evaluate(f, x)
+    y = _own_row_method(f, "evaluate_rows", x, rows)
+    return evaluate(f, x) if y is None else y
+
+
+def _own_row_method(f: Function, name: str, x: torch.Tensor, rows: torch.Tensor) -> Optional[torch.Tensor]:
+    """``f.<name>(x, rows)`` without gradients, checked to be one value per row; ``None`` where ``f`` has no
+    such method."""
+    own = getattr(f, name, None)
+    if not callable(own):
+        return None
+    with torch.no_grad():
+        y = own(x, rows)
+    if not isinstance(y, torch.Tensor) or y.shape != (x.shape[0],):
+        raise ValueError(f"f.{name}(x, rows) must return a tensor of shape ({x.shape[0]},); "
+                         f"got {getattr(y, 'shape', type(y).__name__)}")
+    return y
 
 
 def evaluate_alone(f: Function, x: torch.Tensor, rows: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -111,13 +118,8 @@ def evaluate_alone(f: Function, x: torch.Tensor, rows: Optional[torch.Tensor] = 
     """
     if rows is None:
         rows = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
-    own = getattr(f, "evaluate_alone", None)
-    if callable(own):
-        with torch.no_grad():
-            y = own(x, rows)
-        if not isinstance(y, torch.Tensor) or y.shape != (x.shape[0],):
-            raise ValueError(f"f.evaluate_alone(x, rows) must return a tensor of shape ({x.shape[0]},); "
-                             f"got {getattr(y, 'shape', type(y).__name__)}")
+    y = _own_row_method(f, "evaluate_alone", x, rows)
+    if y is not None:
         return y
     out = None
     for i in torch.nonzero(rows).flatten().tolist():

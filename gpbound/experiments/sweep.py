@@ -28,13 +28,10 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import math
 import os
 import time
 import warnings
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence
-
-import numpy as np
 
 from gpbound.jsonable import to_jsonable
 

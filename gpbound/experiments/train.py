@@ -9,7 +9,7 @@ loss ``BCEWithLogits(phi, y)``, which is what is minimised here.
 from __future__ import annotations
 
 import math
-from typing import Callable, Dict, Optional
+from typing import Callable
 
 import numpy as np
 import torch
