@@ -30,12 +30,13 @@ def spawn_seeds(seed: Optional[int], num: int) -> list:
 
 
 #: CPU rule of ``NetworkEnsemble(vectorize="auto")``: row-wise calls loop over the networks when each
-#: network gets at least this many input values (rows x features) per call, else one ``vmap`` call.
-#: The loop pays a fixed cost per network call, ``vmap`` (GEMM convolutions) a higher cost per input
-#: value.  Measured on one CPU thread, forward and backward of the ResNet preset (C = 16) for
-#: n = 192 ... 3072 and 1 ... 20 rows per network: loop / vmap time 1.27 ... 1.90 at 960 ... 3072
-#: values per network, 0.55 ... 0.92 at 3840 ... 15360.
-LOOP_MIN_VALUES = 3500
+#: network's work per call, input values (rows x features) times its parameter count (a proxy of its
+#: multiply-adds), reaches this, else one ``vmap`` call.  The loop pays a fixed cost per network call,
+#: ``vmap`` (GEMM convolutions) a higher cost per multiply-add.  Measured on one CPU thread, forward and
+#: backward of 4 networks, 1-5 rows each, n = 192-3072 (loop / vmap time): the theory ResNet (C = 16,
+#: 15k parameters) 1.03-1.46 below 3.3e7 and 0.93 at 5.8e7; the faithful ResNet at widths 8/16/32 (20k)
+#: 1.14-1.34 at 7.5e6-4.3e7 and 0.98 at 7.7e7; at full width (1.08M parameters, >= 2.1e8) 0.64-0.91.
+LOOP_MIN_WORK = 5e7
 
 
 class NetworkEnsemble:
@@ -56,8 +57,8 @@ class NetworkEnsemble:
         ``True``: one ``vmap`` call over the K networks; ``False`` (or if ``vmap`` fails on the
         module): loop over them.  ``"auto"``: on an accelerator, and for :meth:`shared`, ``vmap``;
         for row-wise calls on the CPU (:meth:`__call__`, :meth:`many`) the loop when there is one
-        network or every network gets at least :data:`LOOP_MIN_VALUES` input values (rows times
-        features) per call, else ``vmap``.  The two differ by rounding only.
+        network or each network's input values (rows times features) per call times its parameter
+        count reach :data:`LOOP_MIN_WORK`, else ``vmap``.  The two differ by rounding only.
 
     Examples
     --------
@@ -88,6 +89,7 @@ class NetworkEnsemble:
             raise ValueError(f"vectorize must be True, False or 'auto'; got {vectorize!r}")
         self.vectorize = vectorize
         self.params, self.buffers = stack_module_state(networks)
+        self.network_parameters = sum(int(p[0].numel()) for p in self.params.values())
         self._base = copy.deepcopy(networks[0])
         for mod in self._base.modules():  # vmap makes conv2d a grouped convolution (slow on CPU): use GEMMs
             if hasattr(type(mod), "matmul") and hasattr(mod, "patch") and hasattr(mod, "pads"):
@@ -120,7 +122,8 @@ class NetworkEnsemble:
             return True
         if self.K == 1:  # vmap over one network only adds its overhead (measured 2.2-3.2x the loop)
             return False
-        return x[0].numel() < LOOP_MIN_VALUES  # x is (K, P, ...): one network's input values
+        # x is (K, P, ...): one network's input values, times its parameters (its work per call)
+        return x[0].numel() * max(1, self.network_parameters) < LOOP_MIN_WORK
 
     def _apply_all(self, x: torch.Tensor, shared: bool) -> torch.Tensor:
         """``(K, P, n)`` (or ``(N, n)`` if shared) -> ``(K, P, output_dim)``."""

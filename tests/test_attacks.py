@@ -255,11 +255,13 @@ def test_ensemble_vmap_fallback_warns_and_never_hides_errors():
 
 def test_ensemble_vectorize_auto_rule_and_outputs():
     # vectorize="auto" (the default): row-wise calls on the CPU loop over the networks when each network
-    # gets >= LOOP_MIN_VALUES input values per call, else one vmapped call; shared() always vmaps.  Oracle
-    # for the outputs: every network called on its own rows (tolerance 64 eps of the output scale)
-    from gpbound.ensemble import LOOP_MIN_VALUES
+    # gets input values x parameters >= LOOP_MIN_WORK per call, else one vmapped call; shared() always vmaps.
+    # Oracle for the outputs: every network called on its own rows (tolerance 64 eps of the output scale)
+    from gpbound.ensemble import LOOP_MIN_WORK
 
     nets = [_mlp(50, 8, seed=s) for s in range(3)]
+    n_par = sum(p.numel() for p in nets[0].parameters())
+    P_star = int(LOOP_MIN_WORK // (50 * n_par))                       # the rule's rows per network
     eps = torch.finfo(torch.float64).eps
     calls = {"vmap": 0}
     import gpbound.ensemble as ensemble_module
@@ -271,13 +273,14 @@ def test_ensemble_vectorize_auto_rule_and_outputs():
 
     ensemble_module.vmap = counting_vmap
     try:
-        for P in (LOOP_MIN_VALUES // 50 - 1, LOOP_MIN_VALUES // 50 + 1):   # just below / above the rule
+        for P in (P_star - 1, P_star + 1):                           # just below / above the rule
             ens = NetworkEnsemble(nets, points_per_network=P)
             assert ens.vectorize == "auto"
             x = torch.randn(3 * P, 50, dtype=torch.float64)
             calls["vmap"] = 0
             y = ens(x)
-            assert calls["vmap"] == (1 if P * 50 < LOOP_MIN_VALUES else 0)
+            assert ens.network_parameters == n_par
+            assert calls["vmap"] == (1 if P * 50 * n_par < LOOP_MIN_WORK else 0)
             with torch.no_grad():
                 ref = torch.cat([nets[k](x[k * P:(k + 1) * P])[:, 0] for k in range(3)])
                 assert float((y - ref).abs().max()) <= 64 * eps * float(ref.abs().max())
