@@ -114,6 +114,14 @@ class NetworkEnsemble:
             return out[..., 1] - out[..., 0]
         return out[..., self.output]
 
+    def _points(self, B: int, name: str, per: str = "") -> int:
+        """Rows per network ``P`` of a row-wise call with ``B`` rows (network-major), validated."""
+        P = self.P if self.P is not None else B // self.K
+        if B != self.K * P or P < 1:
+            raise ValueError(f"{name} must have K*P = {self.K}*{self.P if self.P else 'P'} rows{per} "
+                             f"(network-major); got {B}")
+        return P
+
     def _use_vmap(self, x: torch.Tensor, shared: bool) -> bool:
         """Whether this call uses ``vmap`` (see ``vectorize``)."""
         if self.vectorize != "auto":
@@ -151,10 +159,7 @@ class NetworkEnsemble:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """Row-wise scalar output: ``x`` ``(K*P, n)`` -> ``(K*P,)``; row ``k*P + j`` goes to network ``k``."""
         B = x.shape[0]
-        P = self.P if self.P is not None else B // self.K
-        if B != self.K * P or P < 1:
-            raise ValueError(f"x must have K*P = {self.K}*{self.P if self.P else 'P'} rows "
-                             f"(network-major); got {B}")
+        P = self._points(B, "x")
         out = self._apply_all(x.reshape(self.K, P, *x.shape[1:]), shared=False)
         return self._select(out).reshape(B)
 
@@ -164,10 +169,7 @@ class NetworkEnsemble:
         if X.dim() != 3:
             raise ValueError(f"X must have shape (m, K*P, n); got {tuple(X.shape)}")
         m, B = X.shape[0], X.shape[1]
-        P = self.P if self.P is not None else B // self.K
-        if B != self.K * P or P < 1:
-            raise ValueError(f"X must have K*P = {self.K}*{self.P if self.P else 'P'} rows per candidate "
-                             f"set (network-major); got {B}")
+        P = self._points(B, "X", " per candidate set")
         x = X.reshape(m, self.K, P, *X.shape[2:]).transpose(0, 1).reshape(self.K, m * P, *X.shape[2:])
         out = self._select(self._apply_all(x, shared=False))  # (K, m*P)
         return out.reshape(self.K, m, P).transpose(0, 1).reshape(m, B)
@@ -183,10 +185,7 @@ class NetworkEnsemble:
         different steps.
         """
         B = x.shape[0]
-        P = self.P if self.P is not None else B // self.K
-        if B != self.K * P or P < 1:
-            raise ValueError(f"x must have K*P = {self.K}*{self.P if self.P else 'P'} rows "
-                             f"(network-major); got {B}")
+        P = self._points(B, "x")
         if rows.shape != (B,) or rows.dtype != torch.bool:
             raise ValueError(f"rows must be a bool tensor of shape ({B},); got {rows.dtype} {tuple(rows.shape)}")
         xk = x.reshape(self.K, P, *x.shape[1:])
@@ -204,10 +203,7 @@ class NetworkEnsemble:
         rows not in the bool mask ``rows`` are ``NaN``.  Used by
         :func:`gpbound.attacks.verify.verify` to re-verify every returned example."""
         B = x.shape[0]
-        P = self.P if self.P is not None else B // self.K
-        if B != self.K * P or P < 1:
-            raise ValueError(f"x must have K*P = {self.K}*{self.P if self.P else 'P'} rows "
-                             f"(network-major); got {B}")
+        P = self._points(B, "x")
         if rows is None:
             rows = torch.ones(B, dtype=torch.bool, device=x.device)
         out = torch.full((B,), float("nan"), dtype=x.dtype, device=x.device)

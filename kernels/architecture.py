@@ -400,20 +400,19 @@ class Architecture:
         # few pairs of its neighbour, with the same arithmetic, so the same values), so a compiled map
         # sees one shape per layer, whatever N1 and N2 (enable_compile: no recompilation per call)
         starts1 = _block_starts(N1, b1)
-        for i in starts1:
-            n1 = b1
-            for j in (starts1[starts1.index(i):] if same else _block_starts(N2, b2)):
-                n2 = b2
-                xa = x1[..., i:i + n1, :]
-                xb = x2[..., j:j + n2, :]
-                head = tape.replay((i, n1), (j, n2))
+        starts2 = _block_starts(N2, b2)
+        for a, i in enumerate(starts1):
+            for j in (starts1[a:] if same else starts2):
+                xa = x1[..., i:i + b1, :]
+                xb = x2[..., j:j + b2, :]
+                head = tape.replay((i, b1), (j, b2))
                 blk = self._run(xa, xa if (same and i == j) else xb, sw2, sb2, False, head)
                 head.finish()
                 if out is None:
                     out = torch.empty(*lead, N1, N2, dtype=blk.dtype, device=blk.device)
-                out[..., i:i + n1, j:j + n2] = blk
+                out[..., i:i + b1, j:j + b2] = blk
                 if same and j != i:
-                    out[..., j:j + n2, i:i + n1] = blk.transpose(-1, -2)
+                    out[..., j:j + b2, i:i + b1] = blk.transpose(-1, -2)
         return out
 
     def _run(self, x1, x2, sw2, sb2, diag, tape=None):
