@@ -228,10 +228,10 @@ def main(argv=None):
                       f"{row['s_per_point_fmn']:8.3f} {row['cpu_s_per_point_gp']:7.3f} "
                       f"{row['cpu_s_per_point_fmn']:7.3f}", flush=True)
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump({"networks": args.networks, "points_per_network": args.points, "fmn_steps": args.fmn_steps,
+        from gpbound.report.checks import atomic_write_text
+        atomic_write_text(args.json, json.dumps({"networks": args.networks, "points_per_network": args.points, "fmn_steps": args.fmn_steps,
                    "gp_steps": args.gp_steps,
-                       "threads": 1, "rows": rows}, fh, indent=1)
+                       "threads": 1, "rows": rows}, indent=1))
     return rows
 
 

@@ -145,9 +145,9 @@ def main(argv=None):
     total = time.perf_counter() - t0
     print(f"total {total:.1f} s")
     if a.json:
-        with open(a.json, "w") as f:
-            json.dump({"device": str(device), "device_name": name, "small": a.small, "total_s": total,
-                       "rows": rows}, f, indent=1)
+        from gpbound.report.checks import atomic_write_text
+        atomic_write_text(a.json, json.dumps({"device": str(device), "device_name": name, "small": a.small,
+                                              "total_s": total, "rows": rows}, indent=1))
     return rows
 
 

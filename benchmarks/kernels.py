@@ -305,8 +305,8 @@ def main(argv=None):
         if a.json == "-":
             print(doc)
         else:
-            with open(a.json, "w") as f:
-                f.write(doc)
+            from gpbound.report.checks import atomic_write_text
+            atomic_write_text(a.json, doc)
     return results
 
 
