@@ -24,14 +24,10 @@ DELTAS = (0.01, 0.1, 0.5)
 
 
 def resnet_M(s):
-    """Theorem 2's M for the theory-preset residual network at image size s (falls back to 4)."""
-    try:
-        from gpbound.kernels.presets import get_preset
+    """Theorem 2's M for the theory-preset residual network at image size s."""
+    from gpbound.kernels.presets import get_preset
 
-        return float(get_preset("resnet", image_size=s).M), "gpbound.kernels.presets"
-    except Exception:  # noqa: BLE001 - preset module not available (yet)
-        # two 2x down-samplings: |I0| / |I_Lf| = 16, M = 4 (docs/theory.md section 6)
-        return 4.0, "fallback M = 4 (|I0|/|I_Lf| = 16)"
+    return float(get_preset("resnet", image_size=s).M), "gpbound.kernels.presets"
 
 
 def main():

@@ -140,10 +140,12 @@ class NetworkEnsemble:
                 return functional_call(self._base, (params, buffers), (xi,))
             try:
                 return vmap(call, in_dims=(0, 0, None if shared else 0))(self.params, self.buffers, x)
-            except Exception as exc:  # modules that vmap cannot trace: loop, but never hide an error
+            except (RuntimeError, NotImplementedError) as exc:  # what vmap raises for a module it cannot
+                # trace (data-dependent control flow, .item(), an op without a batching rule): loop instead,
+                # but never hide an error of the input or of the module
                 try:
                     out = self._loop(x, shared)
-                except Exception as loop_exc:
+                except (RuntimeError, NotImplementedError) as loop_exc:
                     # the loop fails too: an error of the input or of the module, not of vmap
                     raise loop_exc from exc
                 warnings.warn(f"NetworkEnsemble: vmap failed ({type(exc).__name__}: {exc}); evaluating the "

@@ -304,3 +304,51 @@ def test_build_report_validates_seed_and_threads(tmp_path):
         build_report(tmp_path / "b", checks=[ok], seed=True)
     with pytest.raises(ValueError, match="threads"):
         build_report(tmp_path / "c", checks=[ok], threads=0)
+
+
+def test_kernel_paired_generic_callable_has_no_batched_guess():
+    """Before: a generic callable was first tried on (B, 1, n) inputs and any exception fell back to
+    matrices, so a bug that raised there was hidden.  Now: its diagonal of chunk x chunk matrices,
+    equal to the closed form; an error of the callable propagates."""
+    from gpbound.rkhs import kernel_paired
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(10, 4, generator=g, dtype=torch.float64), torch.randn(10, 4, generator=g, dtype=torch.float64)
+    calls = []
+
+    def linear(a, b):
+        calls.append(a.dim())
+        return a @ b.T
+
+    got = kernel_paired(linear, x, y, chunk=3)
+    assert torch.allclose(got, (x * y).sum(-1), rtol=1e-14, atol=0)
+    assert set(calls) == {2}  # never called on a 3-D guess
+
+    def buggy(a, b):
+        raise KeyError("a bug")
+
+    with pytest.raises(KeyError, match="a bug"):
+        kernel_paired(buggy, x, y)
+
+
+def test_ensemble_vmap_fallback_catches_only_what_vmap_raises():
+    """A module raising something else than vmap's RuntimeError/NotImplementedError (a bug) is not
+    retried in the loop, and ``vectorize`` stays on."""
+    from gpbound.ensemble import NetworkEnsemble
+
+    calls = []
+
+    class Buggy(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(3, 1).double()
+
+        def forward(self, x):
+            calls.append(x.shape)
+            raise KeyError("a bug")
+
+    ens = NetworkEnsemble([Buggy(), Buggy()], points_per_network=2, vectorize=True)
+    with pytest.raises(KeyError, match="a bug"):
+        ens(torch.zeros(4, 3, dtype=torch.float64))
+    assert ens.vectorize is True
+    assert len(calls) == 1  # the vmapped call only: no loop retried after the bug
