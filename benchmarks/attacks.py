@@ -37,6 +37,7 @@ Set-up of the peer environment (foolbox is a benchmark-only dependency, never in
     FBENV=/tmp/fbenv bash benchmarks/setup_foolbox_env.sh
     python benchmarks/attacks.py --fbenv /tmp/fbenv [--sizes 12 32] [--networks 8] [--points 5] [--json out.json]
     python benchmarks/attacks.py --quick --fbenv /tmp/fbenv      # smoke run (s = 4, 2 x 3 points)
+    python benchmarks/attacks.py --quick                          # no foolbox: gpbound's columns only
     python benchmarks/attacks.py --fbenv /tmp/fbenv --sizes 32 --loop   # networks looped (--vmap: vmapped)
 """
 import argparse
@@ -124,15 +125,22 @@ def summarize(d_gp, d_fmn, t_gp, t_fmn, B, d_fmn_rule=None, cpu_gp=math.nan, cpu
     both = torch.isfinite(d_gp) & torch.isfinite(d_fmn)
     ratio = d_gp[both] / d_fmn[both]
 
+    no_fmn = bool(torch.isnan(d_fmn).all())  # foolbox not installed: FMN's columns are nan
+
     def le(ref, factor=1.0):
+        if no_fmn:
+            return math.nan
         return float(((d_gp <= ref * factor) | (torch.isinf(d_gp) & torch.isinf(ref))).float().mean())
+
+    def fails(d):
+        return math.nan if no_fmn else int(torch.isinf(d).sum())
 
     return {"points": B, "median_ratio": float(ratio.median()) if both.any() else math.nan,
             "frac_gp_le_fmn": le(d_fmn), "frac_gp_le_fmn_same_rule": le(d_fmn_rule),
             "frac_gp_le_fmn_tol": le(d_fmn, 1.0 + tolerance()), "tol": tolerance(),
             "frac_gp_le_fmn_0.1pct": le(d_fmn, 1.001),
-            "worse_1pct": int((ratio > 1.01).sum()), "fail_gp": int(torch.isinf(d_gp).sum()),
-            "fail_fmn": int(torch.isinf(d_fmn).sum()), "fail_fmn_same_rule": int(torch.isinf(d_fmn_rule).sum()),
+            "worse_1pct": math.nan if no_fmn else int((ratio > 1.01).sum()), "fail_gp": int(torch.isinf(d_gp).sum()),
+            "fail_fmn": fails(d_fmn), "fail_fmn_same_rule": fails(d_fmn_rule),
             "s_per_point_gp": t_gp / B, "s_per_point_fmn": t_fmn / B,
             "cpu_s_per_point_gp": cpu_gp / B, "cpu_s_per_point_fmn": cpu_fmn / B,
             "points_per_s_gp": B / t_gp, "points_per_s_fmn": B / t_fmn}
@@ -163,8 +171,11 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.peer:
         return run_peer(args.peer, args.peer_norm, args.fmn_steps)
-    if not args.fbenv:
-        ap.error("--fbenv (or $FBENV) must name the foolbox environment (see the module docstring)")
+    fb_python = None
+    if args.fbenv:
+        fb_python = os.path.join(args.fbenv, "bin", "python")
+        if not os.path.isfile(fb_python):
+            ap.error(f"--fbenv {args.fbenv!r}: no {fb_python} (build it with benchmarks/setup_foolbox_env.sh)")
     if args.quick:
         args.sizes, args.networks, args.points = [4], 2, 3
     from gpbound.attacks import minimal_distance
@@ -172,8 +183,9 @@ def main(argv=None):
     from gpbound.attacks.verify import flip_margin
 
     torch.set_num_threads(1)
-    fb_python = os.path.join(args.fbenv, "bin", "python")
     rows = []
+    if fb_python is None:
+        print("foolbox: not installed (--fbenv or $FBENV; see the module docstring): gpbound's columns only")
     print(f"gpbound default ensemble ({args.gp_steps} steps) vs foolbox FMN ({args.fmn_steps} steps), "
           f"resnet preset C = 16, float32, "
           f"box [0, 1], {args.networks} networks x {args.points} points, 1 thread, "
@@ -189,14 +201,17 @@ def main(argv=None):
         y0_alone = alone(ens, x0, P)
         margin = flip_margin(y0_alone, torch.float32)  # gpbound's rule: flip beyond this, network alone
         with tempfile.TemporaryDirectory() as folder:
-            for k, net in enumerate(ens.networks):
+            for k, net in enumerate(ens.networks if fb_python is not None else []):  # the peer's networks
                 torch.jit.save(torch.jit.trace(net, x0[k * P:(k + 1) * P]), os.path.join(folder, f"net{k}.pt"))
             torch.save({"x0": x0, "K": args.networks, "P": P}, os.path.join(folder, "cell.pt"))
             for norm in args.norms:
                 p = NORMS[norm]
                 cache = None if args.fmn_cache is None else os.path.join(
                     args.fmn_cache, f"fmn3_s{size}_{norm}_K{args.networks}_P{P}_seed{args.seed}.pt")
-                if cache is not None and os.path.exists(cache):
+                if fb_python is None and not (cache is not None and os.path.exists(cache)):
+                    d_fmn = d_fmn_rule = torch.full((B,), math.nan)
+                    t_fmn = c_fmn = math.nan
+                elif cache is not None and os.path.exists(cache):
                     d_fmn, d_fmn_rule, t_fmn, c_fmn = (lambda c: (c["d_fmn"], c["d_fmn_rule"], c["seconds"],
                                                                   c["cpu_seconds"]))(torch.load(cache))
                 else:
@@ -221,12 +236,14 @@ def main(argv=None):
                 row = {"n": x0.shape[1], "norm": norm, **summarize(d_gp, d_fmn, t_gp, t_fmn, B, d_fmn_rule, c_gp, c_fmn),
                        "d_gpbound": d_gp.tolist(), "d_fmn": d_fmn.tolist(), "d_fmn_same_rule": d_fmn_rule.tolist()}
                 rows.append(row)
-                print(f"{row['n']:>5} {norm:>5} {row['median_ratio']:9.4f} {row['frac_gp_le_fmn']:8.3f} "
-                      f"{row['frac_gp_le_fmn_same_rule']:9.3f} {row['frac_gp_le_fmn_tol']:7.3f} "
-                      f"{row['frac_gp_le_fmn_0.1pct']:8.3f} {row['worse_1pct']:>9d} {row['fail_gp']:>7d} "
-                      f"{row['fail_fmn']:>8d} {row['fail_fmn_same_rule']:>9d} {row['s_per_point_gp']:8.3f} "
-                      f"{row['s_per_point_fmn']:8.3f} {row['cpu_s_per_point_gp']:7.3f} "
-                      f"{row['cpu_s_per_point_fmn']:7.3f}", flush=True)
+                cols = [("median_ratio", 9, ".4f"), ("frac_gp_le_fmn", 8, ".3f"), ("frac_gp_le_fmn_same_rule", 9, ".3f"),
+                        ("frac_gp_le_fmn_tol", 7, ".3f"), ("frac_gp_le_fmn_0.1pct", 8, ".3f"), ("worse_1pct", 9, "d"),
+                        ("fail_gp", 7, "d"), ("fail_fmn", 8, "d"), ("fail_fmn_same_rule", 9, "d"),
+                        ("s_per_point_gp", 8, ".3f"), ("s_per_point_fmn", 8, ".3f"), ("cpu_s_per_point_gp", 7, ".3f"),
+                        ("cpu_s_per_point_fmn", 7, ".3f")]
+                cells = [f"{'-':>{w}}" if isinstance(row[k], float) and math.isnan(row[k]) else f"{row[k]:{w}{spec}}"
+                         for k, w, spec in cols]
+                print(f"{row['n']:>5} {norm:>5} " + " ".join(cells), flush=True)
     if args.json:
         from gpbound.report.checks import atomic_write_text
         atomic_write_text(args.json, json.dumps({"networks": args.networks, "points_per_network": args.points, "fmn_steps": args.fmn_steps,
