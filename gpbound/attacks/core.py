@@ -394,7 +394,10 @@ def minimal_distance(f: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor
 
     if polish_steps > 0 and bool(best_ok.any()):
         # walk the best points along the boundary towards x0 (exact boxed projections of x0)
-        accept("polish", refine_boundary(f, x0, y0, best_x, best_ok, p, steps=polish_steps, bounds=bounds))
+        cand = refine_boundary(f, x0, y0, best_x, best_ok, p, steps=polish_steps, bounds=bounds)
+        # rows the polish left where they were are verified already: x0 there (no flip, nothing to search)
+        moved = (cand != best_x).any(-1)
+        accept("polish", torch.where(moved.unsqueeze(-1), cand, x0))
     best_d = torch.where(zero, torch.zeros_like(best_d), best_d)
     best_ok = best_ok & ~zero
     return AttackResult(distance=best_d, x_adv=best_x, success=best_ok, norm=p,
