@@ -5,8 +5,7 @@ C = 16, float32, one network per ``--points`` points), same points ``x0 ~ U[0, 1
 ``[0, 1]``, for n = 3 s^2 (s = 12: n = 432; s = 32: n = 3072) and l1 / l2 / linf, on one thread
 (``torch.set_num_threads(1)`` in both processes).  gpbound: ``minimal_distance(ens, x0, p,
 bounds=(0, 1))`` with its default ensemble on a :class:`gpbound.ensemble.NetworkEnsemble` (its
-default ``vectorize="auto"``: on the CPU, networks looped when each gets >= 3500 input values per
-call, else one vmapped call; ``--loop`` / ``--vmap`` force one); every returned point verified
+default ``vectorize="auto"``: one vmapped call of all networks; ``--loop`` / ``--vmap`` force one); every returned point verified
 (label flip beyond ``flip_margin``, in the batch and alone) and moved onto the boundary.  FMN: foolbox's ``L1FMNAttack`` /
 ``L2FMNAttack`` / ``LInfFMNAttack`` with foolbox's defaults (100 steps), one network at a
 time (its ``--points`` points in one batch), on the networks traced with ``torch.jit.trace``

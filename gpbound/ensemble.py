@@ -29,14 +29,13 @@ def spawn_seeds(seed: Optional[int], num: int) -> list:
     return [int(s) for s in np.random.SeedSequence(seed).generate_state(int(num), dtype=np.uint32)]
 
 
-#: CPU rule of ``NetworkEnsemble(vectorize="auto")``: row-wise calls loop over the networks when each
-#: network's work per call, input values (rows x features) times its parameter count (a proxy of its
-#: multiply-adds), reaches this, else one ``vmap`` call.  The loop pays a fixed cost per network call,
-#: ``vmap`` (GEMM convolutions) a higher cost per multiply-add.  Measured on one CPU thread, forward and
-#: backward of 4 networks, 1-5 rows each, n = 192-3072 (loop / vmap time): the theory ResNet (C = 16,
-#: 15k parameters) 1.03-1.46 below 3.3e7 and 0.93 at 5.8e7; the faithful ResNet at widths 8/16/32 (20k)
-#: 1.14-1.34 at 7.5e6-4.3e7 and 0.98 at 7.7e7; at full width (1.08M parameters, >= 2.1e8) 0.64-0.91.
-LOOP_MIN_WORK = 5e7
+#: ``vectorize="auto"`` in :meth:`NetworkEnsemble.evaluate_rows`: loop over the networks that own a
+#: selected row when they are at most this fraction of the K networks, else one ``vmap`` call of all K.
+#: Measured on one CPU thread (torch 2.13, forward and backward, K = 4-8): a loop over all K networks costs
+#: 1.1-2.6x one vmapped call (theory ResNet C = 16, n = 192-3072, 1-5 rows each, float32 and float64; the
+#: faithful ResNet at widths 8-32 and full width; MLPs), except float64 at >= 2e8 multiply-adds per network
+#: and call (0.92-1.04x), so a loop over a third of them is the cheaper call.
+LOOP_FRACTION = 1.0 / 3.0
 
 
 class NetworkEnsemble:
@@ -55,10 +54,10 @@ class NetworkEnsemble:
         (label 1 where positive).
     vectorize : bool or "auto", default "auto"
         ``True``: one ``vmap`` call over the K networks; ``False`` (or if ``vmap`` fails on the
-        module): loop over them.  ``"auto"``: on an accelerator, and for :meth:`shared`, ``vmap``;
-        for row-wise calls on the CPU (:meth:`__call__`, :meth:`many`) the loop when there is one
-        network or each network's input values (rows times features) per call times its parameter
-        count reach :data:`LOOP_MIN_WORK`, else ``vmap``.  The two differ by rounding only.
+        module): loop over them.  ``"auto"``: ``vmap`` for K >= 2 networks (measured faster than the
+        loop on the CPU for every network tried, see :data:`LOOP_FRACTION`; a convolution becomes a
+        grouped one), the loop for one network, and in :meth:`evaluate_rows` the loop over the networks
+        that own a selected row where they are few.  The two differ by rounding only.
 
     Examples
     --------
@@ -91,9 +90,6 @@ class NetworkEnsemble:
         self.params, self.buffers = stack_module_state(networks)
         self.network_parameters = sum(int(p[0].numel()) for p in self.params.values())
         self._base = copy.deepcopy(networks[0])
-        for mod in self._base.modules():  # vmap makes conv2d a grouped convolution (slow on CPU): use GEMMs
-            if hasattr(type(mod), "matmul") and hasattr(mod, "patch") and hasattr(mod, "pads"):
-                mod.matmul = True
 
     @classmethod
     def from_architecture(cls, arch, num_networks: int, width=None, sigma_w2: float = 2.0,
@@ -126,13 +122,8 @@ class NetworkEnsemble:
         """Whether this call uses ``vmap`` (see ``vectorize``)."""
         if self.vectorize != "auto":
             return bool(self.vectorize)
-        if shared or x.device.type != "cpu":
-            return True
-        if self.K == 1:  # vmap over one network only adds its overhead (measured 2.2-3.2x the loop)
-            return False
-        # x is (K, P, ...): one network's input values, times its parameters (its work per call)
-        return x[0].numel() * max(1, self.network_parameters) < LOOP_MIN_WORK
-
+        # vmap over one network only adds its overhead (measured 2.2-3.2x the loop)
+        return shared or self.K > 1
     def _apply_all(self, x: torch.Tensor, shared: bool) -> torch.Tensor:
         """``(K, P, n)`` (or ``(N, n)`` if shared) -> ``(K, P, output_dim)``."""
         if self._use_vmap(x, shared):
@@ -180,10 +171,10 @@ class NetworkEnsemble:
         """Row-wise call restricted to the networks that own a selected row: ``x`` ``(K*P, n)``, bool
         ``rows`` ``(K*P,)`` -> ``(K*P,)``, no gradients.
 
-        Where this call would loop over the networks (see ``vectorize``), only the networks with a row
-        in ``rows`` are evaluated (each on its whole block of ``P`` rows, as in :meth:`__call__`, so with
-        the same rounding) and the rows of the others are ``NaN``; where it would use ``vmap``, every
-        network is evaluated.  Used by :func:`gpbound.attacks.verify.find_boundary`, whose rows stop at
+        Where the loop is used, only the networks with a row in ``rows`` are evaluated (each on its whole
+        block of ``P`` rows, as in :meth:`__call__`, so with the same rounding) and the rows of the others
+        are ``NaN``; where ``vmap`` is used, every network is evaluated.  ``vectorize="auto"`` loops where
+        the networks owning a row are at most :data:`LOOP_FRACTION` of all (and always for one network).  Used by :func:`gpbound.attacks.verify.find_boundary`, whose rows stop at
         different steps.
         """
         B = x.shape[0]
@@ -191,11 +182,16 @@ class NetworkEnsemble:
         if rows.shape != (B,) or rows.dtype != torch.bool:
             raise ValueError(f"rows must be a bool tensor of shape ({B},); got {rows.dtype} {tuple(rows.shape)}")
         xk = x.reshape(self.K, P, *x.shape[1:])
+        owners = torch.nonzero(rows.reshape(self.K, P).any(-1)).flatten().tolist()
+        if self.vectorize == "auto":
+            use_vmap = self.K > 1 and len(owners) > LOOP_FRACTION * self.K
+        else:
+            use_vmap = bool(self.vectorize)
         with torch.no_grad():
-            if self._use_vmap(xk, shared=False):
+            if use_vmap:
                 return self._select(self._apply_all(xk, shared=False)).reshape(B)
             out = torch.full((self.K, P), float("nan"), dtype=x.dtype, device=x.device)
-            for k in torch.nonzero(rows.reshape(self.K, P).any(-1)).flatten().tolist():
+            for k in owners:
                 out[k] = self._select(self.networks[k](xk[k])).reshape(P)
         return out.reshape(B)
 

@@ -261,24 +261,12 @@ class _ConvModule(nn.Module):
         self.stride = tuple(stride)
         self.conv = {1: Fn.conv1d, 2: Fn.conv2d, 3: Fn.conv3d}[len(patch)]
 
-    #: compute as one GEMM over stacked shifted slices (im2col) instead of ``conv{1,2,3}d``; set by
-    #: :class:`gpbound.ensemble.NetworkEnsemble`, where ``vmap`` turns a convolution into a grouped
-    #: one (slow on CPU, above all in float64) but the GEMM into one batched matrix product
-    matmul = False
-
     def forward(self, x):
         if any(self.pads):
             x = Fn.pad(x, self.pads, mode=self.pad_mode)
-        if not self.matmul:
-            if any(s != 1 for s in self.stride):
-                return self.conv(x, self.weight, self.bias, stride=self.stride)
-            return self.conv(x, self.weight, self.bias)
-        grid = [(g - p) // s + 1 for g, p, s in zip(x.shape[2:], self.patch, self.stride)]
-        cols = torch.stack([x[(slice(None), slice(None)) + tuple(slice(o, o + (g - 1) * s + 1, s)
-                                                                 for o, g, s in zip(off, grid, self.stride))]
-                            for off in itertools.product(*(range(p) for p in self.patch))], 2)
-        w = self.weight.reshape(self.weight.shape[0], self.weight.shape[1], -1)
-        return torch.einsum("ocp,bcp...->bo...", w, cols) + self.bias.reshape(-1, *([1] * len(grid)))
+        if any(s != 1 for s in self.stride):
+            return self.conv(x, self.weight, self.bias, stride=self.stride)
+        return self.conv(x, self.weight, self.bias)
 
 
 class _LinearModule(nn.Module):

@@ -254,14 +254,13 @@ def test_ensemble_vmap_fallback_warns_and_never_hides_errors():
 
 
 def test_ensemble_vectorize_auto_rule_and_outputs():
-    # vectorize="auto" (the default): row-wise calls on the CPU loop over the networks when each network
-    # gets input values x parameters >= LOOP_MIN_WORK per call, else one vmapped call; shared() always vmaps.
+    # vectorize="auto" (the default): one vmapped call for K >= 2 networks (row-wise and shared), the loop for
+    # one network; evaluate_rows loops over the owning networks where they are <= LOOP_FRACTION of all.
     # Oracle for the outputs: every network called on its own rows (tolerance 64 eps of the output scale)
-    from gpbound.ensemble import LOOP_MIN_WORK
+    from gpbound.ensemble import LOOP_FRACTION
 
     nets = [_mlp(50, 8, seed=s) for s in range(3)]
     n_par = sum(p.numel() for p in nets[0].parameters())
-    P_star = int(LOOP_MIN_WORK // (50 * n_par))                       # the rule's rows per network
     eps = torch.finfo(torch.float64).eps
     calls = {"vmap": 0}
     import gpbound.ensemble as ensemble_module
@@ -273,14 +272,14 @@ def test_ensemble_vectorize_auto_rule_and_outputs():
 
     ensemble_module.vmap = counting_vmap
     try:
-        for P in (P_star - 1, P_star + 1):                           # just below / above the rule
+        for P in (1, 7):
             ens = NetworkEnsemble(nets, points_per_network=P)
             assert ens.vectorize == "auto"
             x = torch.randn(3 * P, 50, dtype=torch.float64)
             calls["vmap"] = 0
             y = ens(x)
             assert ens.network_parameters == n_par
-            assert calls["vmap"] == (1 if P * 50 * n_par < LOOP_MIN_WORK else 0)
+            assert calls["vmap"] == 1
             with torch.no_grad():
                 ref = torch.cat([nets[k](x[k * P:(k + 1) * P])[:, 0] for k in range(3)])
                 assert float((y - ref).abs().max()) <= 64 * eps * float(ref.abs().max())
@@ -289,6 +288,20 @@ def test_ensemble_vectorize_auto_rule_and_outputs():
                 assert calls["vmap"] == 1
                 refs = torch.stack([nets[k](x[:P])[:, 0] for k in range(3)])
                 assert float((ys - refs).abs().max()) <= 64 * eps * float(refs.abs().max())
+            # evaluate_rows: one owner of three (<= LOOP_FRACTION): only that network, looped (others NaN);
+            # two owners: one vmapped call of all three
+            assert 1 <= LOOP_FRACTION * 3 < 2
+            rows = torch.zeros(3 * P, dtype=torch.bool)
+            rows[P] = True
+            calls["vmap"] = 0
+            yr = ens.evaluate_rows(x, rows)
+            assert calls["vmap"] == 0
+            assert torch.isnan(yr[:P]).all() and torch.isnan(yr[2 * P:]).all()
+            with torch.no_grad():
+                assert torch.equal(yr[P:2 * P], nets[1](x[P:2 * P])[:, 0])
+            rows[0] = True
+            yr = ens.evaluate_rows(x, rows)
+            assert calls["vmap"] == 1 and not bool(torch.isnan(yr).any())
         one = NetworkEnsemble(nets[:1], points_per_network=2)          # one network: always the loop
         calls["vmap"] = 0
         x1 = torch.randn(2, 50, dtype=torch.float64)

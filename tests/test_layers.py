@@ -213,32 +213,32 @@ def test_bad_input():
 
 
 @pytest.mark.parametrize("shape,patch", [((2, 5), 3), ((3, 4, 6), (3, 1)), ((2, 3, 4, 5), (1, 3, 3)), ((3, 4, 4), 2)])
-def test_conv_gemm_path_equals_convolution(shape, patch):
-    """The im2col GEMM path that NetworkEnsemble switches on equals torch's circular convolution."""
+def test_vmapped_ensemble_convolution_equals_each_network(shape, patch):
+    """NetworkEnsemble's vmapped call (a convolution becomes a grouped one) equals every network alone."""
     from gpbound.kernels import Architecture, Conv, Flatten, ReLU, serial
 
     arch = Architecture(serial(Conv(5, patch), ReLU(), Conv(4, patch), ReLU(), Flatten(1)), input_shape=shape)
-    _gemm_equals_conv(arch)
+    _ensemble_equals_networks(arch)
 
 
 @pytest.mark.parametrize("shape,patch,stride,padding", [((2, 5), 3, 2, "same"), ((3, 7, 6), (3, 2), (2, 3), "same"),
                                                         ((2, 6, 6), 3, 2, "circular"), ((1, 3, 4, 5), (1, 3, 3), 2, "same")])
-def test_conv_gemm_path_strided_and_zero_padded(shape, patch, stride, padding):
+def test_vmapped_ensemble_strided_and_zero_padded(shape, patch, stride, padding):
     arch = Architecture(serial(Conv(5, patch, stride=stride, padding=padding), ReLU(), Conv(4, patch, padding="same"),
                                ReLU(), Flatten(1)), input_shape=shape)
-    _gemm_equals_conv(arch)
+    _ensemble_equals_networks(arch)
 
 
-def _gemm_equals_conv(arch):
-    net = arch.network(seed=3)
-    x = torch.randn(7, arch.n, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+def _ensemble_equals_networks(arch):
+    """Oracle: each network on its own rows (torch's convolution, no vmap); float64, 1e-13 of the scale."""
+    from gpbound.ensemble import NetworkEnsemble
+
+    ens = NetworkEnsemble.from_architecture(arch, 3, seed=3, points_per_network=4, dtype=torch.float64,
+                                            vectorize=True)
+    x = torch.randn(12, arch.n, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
-        ref = net(x)
-        convs = [m for m in net.modules() if hasattr(m, "matmul")]
-        assert convs
-        for m in convs:
-            m.matmul = True
-        got = net(x)
+        got = ens(x)
+        ref = torch.cat([ens.networks[k](x[4 * k:4 * k + 4])[:, 0] for k in range(3)])
     assert torch.allclose(got, ref, rtol=1e-13, atol=1e-13 * float(ref.abs().max()))
 
 
