@@ -98,11 +98,60 @@ def test_point_that_does_not_flip_alone_is_no_success():
     x0 = torch.tensor([[1.0, 0.0], [2.0, 1.0]], dtype=torch.float64)
     x_adv = torch.tensor([[-1.0, 0.0], [-2.0, 1.0]], dtype=torch.float64)
     xb, dist, ok = verify(f, x0, x_adv, 2)
+    # the bisected points (distance ~1 and ~2) are rejected; the first retries towards the candidates
+    # (verify.RETRY_STEPS) that flip alone (f alone < 0 needs x_0 < -0.5): the candidate itself for row 0
+    # (x_0 = -1), a quarter of the way for row 1 (x_0 = -0.5 - 3/4 of the margin-level overshoot)
+    assert bool(ok.all())
+    assert torch.equal(xb[0], x_adv[0])
+    assert torch.allclose(dist, torch.tensor([2.0, 2.5], dtype=torch.float64), rtol=1e-12, atol=0)
+    assert all(float(f(xb[i:i + 1])[0]) < 0 for i in range(2))
+    # no flip alone anywhere on the segment: no success
+    xb, dist, ok = verify(f, x0, torch.tensor([[-0.25, 0.0], [-0.4, 1.0]], dtype=torch.float64), 2)
     assert not bool(ok.any())
     assert bool(torch.isinf(dist).all()) and torch.equal(xb, x0)
     # the same candidates are successes for a function that does not depend on the batch
     xb, dist, ok = verify(lambda x: x[:, 0], x0, x_adv, 2)
     assert bool(ok.all()) and torch.allclose(dist, x0[:, 0], rtol=1e-12)
+
+
+class _AloneOffset:
+    """Affine ``f(x) = x_0 - 1`` whose evaluation alone is shifted by ``delta`` towards the label of x0 (a
+    rounding difference between a batch and a batch of one, larger than the margin where ``|f(x0)|`` is
+    small against the scale of the values)."""
+
+    def __init__(self, delta):
+        self.delta = delta
+
+    def __call__(self, x):
+        return x[:, 0] - 1.0
+
+    def evaluate_alone(self, x, rows):
+        return torch.where(rows, x[:, 0] - 1.0 + self.delta, torch.full_like(x[:, 0], float("nan")))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_point_rejected_alone_is_retried_towards_its_candidate(dtype, monkeypatch):
+    # f(x0) = 0.01: the margin 256 eps |f(x0)| is smaller than the alone shift delta = 64 margins, so the
+    # bisected point (flip ~ 1 margin) fails alone; the first retry 1/64 of the way to the candidate
+    # (flip ~ 0.01/64 + 1 margin) passes.  Oracle: the exact distance of the retry point on the segment
+    import importlib
+
+    V = importlib.import_module("gpbound.attacks.verify")
+
+    eps = torch.finfo(dtype).eps
+    x0 = torch.tensor([[1.01, 0.3]], dtype=dtype)
+    x_adv = torch.tensor([[0.5, 0.3]], dtype=dtype)          # f = -0.5: flips alone too
+    margin = V.MARGIN_EPS * eps * 0.01
+    f = _AloneOffset(64 * margin)
+    xb, dist, ok = verify(f, x0, x_adv, 2)
+    assert bool(ok.all())
+    boundary = 0.01 + margin                                  # distance of the margin-level crossing
+    expected = boundary + (0.51 - boundary) / 64.0           # 1/64 of the way on to the candidate
+    assert abs(float(dist[0]) - expected) <= 1e-3 * expected
+    assert float(f.evaluate_alone(xb, torch.ones(1, dtype=torch.bool))[0]) < -V.ALONE_FRACTION * margin
+    # power: without the retries the row is lost
+    monkeypatch.setattr(V, "RETRY_STEPS", ())
+    assert not bool(verify(f, x0, x_adv, 2)[2].any())
 
 
 def test_function_without_batch_of_one_is_a_clear_error():

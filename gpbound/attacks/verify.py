@@ -218,6 +218,8 @@ def bisect_to_boundary(f: Function, x0: torch.Tensor, x_adv: torch.Tensor, y0: t
 #: (``-sign f(x0) f(x_hi) - m <= ROOT_TOL * m``): the distance is then within ~``ROOT_TOL m / |f(x0)|``
 #: relative of the margin-level crossing (float32: 1.9e-6); it aims at half of that
 ROOT_TOL = 1.0 / 16.0
+#: fractions of the way from a rejected boundary point back to its verified candidate tried by :func:`verify`
+RETRY_STEPS = (1.0 / 64.0, 1.0 / 16.0, 0.25, 1.0)
 #: every estimate of :func:`find_boundary` is kept this fraction of the bracket inside it (strict progress)
 CLAMP = 2.0 ** -20
 #: boundary searches of :func:`verify` (``"illinois"``: :func:`find_boundary`, ``"bisection"``:
@@ -337,6 +339,11 @@ def verify(f: Function, x0: torch.Tensor, x_adv: torch.Tensor, p: float,
     within ``(1 + ROOT_TOL) m`` of flip, or bracket ``2**-bisection_steps``; typically a few
     evaluations of ``f``), ``"bisection"`` ``bisection_steps`` halvings (:func:`bisect_to_boundary`).
 
+    A boundary point rejected by either re-verification (its flip is within the rounding of ``f`` of the
+    margin, which happens where ``|f(x0)|`` is small against the scale of the network's values) is
+    replaced by the first point ``RETRY_STEPS[k]`` of the way back to its verified candidate that passes
+    both checks (a row none passes is no success).
+
     ``y0_alone`` (optional) is ``f(x0)`` evaluated row by row alone (computed here where
     needed if omitted); a row whose label there differs from ``sign y0`` is no success.
     ``reverify_alone=False`` skips the evaluation alone (only for an ``f`` that cannot take a
@@ -366,13 +373,30 @@ def verify(f: Function, x0: torch.Tensor, x_adv: torch.Tensor, p: float,
     else:
         xb = bisect_to_boundary(f, x0, x_adv, y0, steps=bisection_steps, valid=ok, margin=margin)
     # re-verification of the returned points: batched (guards against non-deterministic f) ...
-    ok = ok & is_adversarial(y0, evaluate(f, xb), margin)
+    passed = ok & is_adversarial(y0, evaluate(f, xb), margin)
     # ... and each row alone, in a fresh forward pass of a batch of one
+    same_label = torch.ones_like(ok)
     if reverify_alone and bool(ok.any()):
         if y0_alone is None:
             y0_alone = evaluate_alone(f, x0, ok)
         same_label = (torch.sign(y0_alone) == torch.sign(y0)) & (y0 != 0)
-        ok = ok & same_label & is_adversarial(y0, evaluate_alone(f, xb, ok), ALONE_FRACTION * margin)
+        passed = passed & same_label
+        if bool(passed.any()):
+            passed = passed & is_adversarial(y0, evaluate_alone(f, xb, passed), ALONE_FRACTION * margin)
+    # a point that the re-verification rejects sits within the rounding of f from the margin (rounding that
+    # exceeds MARGIN_EPS eps |f(x0)| where |f(x0)| is small against the scale of the network's values): retry
+    # on the segment towards the verified candidate, RETRY_STEPS[k] of the way, the same two checks
+    retry = ok & ~passed & same_label
+    for lam in RETRY_STEPS:
+        if not bool(retry.any()):
+            break
+        cand = torch.where(retry.unsqueeze(-1), xb + lam * (x_adv - xb), xb)
+        good = retry & is_adversarial(y0, _evaluate_rows(f, cand, retry), margin)
+        if reverify_alone and bool(good.any()):
+            good = good & is_adversarial(y0, evaluate_alone(f, cand, good), ALONE_FRACTION * margin)
+        xb = torch.where(good.unsqueeze(-1), cand, xb)
+        passed, retry = passed | good, retry & ~good
+    ok = passed
     xb = torch.where(ok.unsqueeze(-1), xb, x0)
     dist = torch.where(ok, lp_norm(xb - x0, p), torch.full_like(y0, float("inf")))
     return xb, dist, ok
