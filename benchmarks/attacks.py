@@ -5,8 +5,9 @@ C = 16, float32, one network per ``--points`` points), same points ``x0 ~ U[0, 1
 ``[0, 1]``, for n = 3 s^2 (s = 12: n = 432; s = 32: n = 3072) and l1 / l2 / linf, on one thread
 (``torch.set_num_threads(1)`` in both processes).  gpbound: ``minimal_distance(ens, x0, p,
 bounds=(0, 1))`` with its default ensemble on a :class:`gpbound.ensemble.NetworkEnsemble` (its
-default ``vectorize="auto"``: one vmapped call of all networks; ``--loop`` / ``--vmap`` force one); every returned point verified
-(label flip beyond ``flip_margin``, in the batch and alone) and moved onto the boundary.  FMN: foolbox's ``L1FMNAttack`` /
+default ``vectorize="auto"``: one vmapped call of all networks; ``--loop`` / ``--vmap`` force one); every
+returned point verified (a flip of the exact network, its float64 copy, and a strict flip of the
+float32 network batched and alone) and moved onto the exact crossing.  FMN: foolbox's ``L1FMNAttack`` /
 ``L2FMNAttack`` / ``LInfFMNAttack`` with foolbox's defaults (100 steps), one network at a
 time (its ``--points`` points in one batch), on the networks traced with ``torch.jit.trace``
 and run in a separate interpreter (the peer environment); its adversarials are re-checked
@@ -14,17 +15,17 @@ here (label flip under the same network evaluated alone), and their lp distance 
 as returned (FMN does not bisect).
 
 Two acceptance rules for FMN's points: *raw* (any sign flip of the network evaluated alone, as
-foolbox counts a success) and *same rule* (gpbound's: the flip must exceed the margin
-``flip_margin(f(x0))`` = 256 float32 rounding units of ``|f(x0)|``, network alone; a point that
-flips by less is no success, distance inf).  gpbound's own points pass a stricter test (the
-margin in the batched call, half of it alone), so the same-rule comparison is the like-for-like
-one; the raw one gives FMN flips that gpbound would not trust as rounding-proof.
+foolbox counts a success) and *same rule* (gpbound's: also a flip of the exact network, its float64
+copy evaluated alone, by ``EXACT_MARGIN_EPS`` = 16 float32 rounding units of ``|f(x0)|``; a point that
+flips by less is no success, distance inf).  gpbound's own points pass a stricter test (the exact
+flip, and a strict float32 flip batched and alone), so the same-rule comparison is the like-for-like
+one; the raw one also counts FMN flips of the float32 rounding that the exact network does not make.
 
 Per cell (size x norm): median of the paired ratios d_gpbound / d_FMN (points both found, raw),
 the fraction of points where gpbound <= FMN (a failure counts as distance inf): strict against
-raw FMN, strict against same-rule FMN, within the dtype tolerance ``TOL`` = (1 + ROOT_TOL) *
-MARGIN_EPS * eps(float32) = 3.2e-5 relative (the relative distance that gpbound's margin and
-root-finding tolerance cost along a near-affine segment: a raw flip may sit that much closer),
+raw FMN, strict against same-rule FMN, within the dtype tolerance ``TOL`` = 2 * EXACT_MARGIN_EPS *
+eps(float32) = 3.8e-6 relative (the relative distance that gpbound's exact margin and root-finding
+tolerance cost along a near-affine segment: a raw flip may sit that much closer),
 and within 0.1 %; failures of gpbound, of raw FMN and of same-rule FMN; wall-clock and process
 CPU seconds per point of each (one thread each: the CPU time is the less load-sensitive of the
 two on a shared machine).  Timings swing: compare the columns of one run, not runs.
@@ -111,10 +112,20 @@ def alone(ens, x, P):
 
 
 def tolerance():
-    """``TOL``: relative distance cost of gpbound's flip margin and root-finding tolerance in float32."""
-    from gpbound.attacks.verify import MARGIN_EPS, ROOT_TOL
+    """``TOL``: relative distance cost of gpbound's exact flip margin and its root-finding tolerance
+    (the far end within twice the margin) in float32."""
+    from gpbound.attacks.verify import EXACT_MARGIN_EPS
 
-    return (1.0 + ROOT_TOL) * MARGIN_EPS * torch.finfo(torch.float32).eps
+    return 2.0 * EXACT_MARGIN_EPS * torch.finfo(torch.float32).eps
+
+
+def exact_alone(ens, x, P):
+    """Each row evaluated alone by the float64 copy of its own network (the exact arithmetic)."""
+    import copy
+
+    nets = [copy.deepcopy(net).double() for net in ens.networks]
+    with torch.no_grad():
+        return torch.stack([nets[b // P](x[b:b + 1].double()).reshape(-1)[0] for b in range(x.shape[0])])
 
 
 def summarize(d_gp, d_fmn, t_gp, t_fmn, B, d_fmn_rule=None, cpu_gp=math.nan, cpu_fmn=math.nan):
@@ -179,7 +190,7 @@ def main(argv=None):
         args.sizes, args.networks, args.points = [4], 2, 3
     from gpbound.attacks import minimal_distance
     from gpbound.attacks.norms import lp_norm
-    from gpbound.attacks.verify import flip_margin
+    from gpbound.attacks.verify import EXACT_MARGIN_EPS
 
     torch.set_num_threads(1)
     rows = []
@@ -198,7 +209,8 @@ def main(argv=None):
         ens, x0 = build_cell(size, args.networks, args.points, args.seed, vectorize=vectorize)
         B, P = x0.shape[0], args.points
         y0_alone = alone(ens, x0, P)
-        margin = flip_margin(y0_alone, torch.float32)  # gpbound's rule: flip beyond this, network alone
+        e0 = exact_alone(ens, x0, P)
+        margin = EXACT_MARGIN_EPS * torch.finfo(torch.float32).eps * e0.abs()  # gpbound's rule: exact flip
         with tempfile.TemporaryDirectory() as folder:
             for k, net in enumerate(ens.networks if fb_python is not None else []):  # the peer's networks
                 torch.jit.save(torch.jit.trace(net, x0[k * P:(k + 1) * P]), os.path.join(folder, f"net{k}.pt"))
@@ -206,7 +218,7 @@ def main(argv=None):
             for norm in args.norms:
                 p = NORMS[norm]
                 cache = None if args.fmn_cache is None else os.path.join(
-                    args.fmn_cache, f"fmn3_s{size}_{norm}_K{args.networks}_P{P}_seed{args.seed}.pt")
+                    args.fmn_cache, f"fmn4_s{size}_{norm}_K{args.networks}_P{P}_seed{args.seed}.pt")
                 if fb_python is None and not (cache is not None and os.path.exists(cache)):
                     d_fmn = d_fmn_rule = torch.full((B,), math.nan)
                     t_fmn = c_fmn = math.nan
@@ -220,7 +232,8 @@ def main(argv=None):
                     xf = fmn["x_adv"].to(x0.dtype)
                     y_f = alone(ens, xf, P)
                     ok_f = fmn["success"].bool() & (y_f * y0_alone < 0)
-                    ok_rule = ok_f & (-torch.sign(y0_alone) * y_f > margin)
+                    ok_rule = ok_f & (torch.sign(e0) == torch.sign(y0_alone)) & (
+                        -torch.sign(e0) * exact_alone(ens, xf, P) > margin)
                     d_fmn = torch.where(ok_f, lp_norm(xf - x0, p), torch.full((B,), math.inf))
                     d_fmn_rule = torch.where(ok_rule, d_fmn, torch.full((B,), math.inf))
                     t_fmn, c_fmn = fmn["seconds"], fmn["cpu_seconds"]

@@ -308,3 +308,66 @@ def test_find_boundary_nan_output_halves_and_keeps_far_side():
     assert float((xb[:, 0] - 0.6).min()) >= 0.0 and float((xb[:, 0] - 0.6).max()) <= 4 * 2.0 ** -50
     assert float((xb - xbis).abs().max()) <= 4 * 2.0 ** -50
     assert count < 4 * 50
+
+
+def _exact(nets, x):
+    """Oracle of the exact arithmetic: float64 copies of the float32 networks, each row alone (no vmap)."""
+    import copy
+
+    with torch.no_grad():
+        return torch.stack([copy.deepcopy(nets[i // POINTS]).double()(x[i:i + 1].double()).reshape(-1)[0]
+                            for i in range(x.shape[0])])
+
+
+@pytest.mark.parametrize("norm", NORMS)
+def test_float32_success_is_an_exact_flip_on_the_exact_crossing(norm):
+    # verify with the float64 reference (minimal_distance's default for float32 models): every success
+    # flips the exact network by EXACT_MARGIN_EPS eps32 |f(x0)| and flips the float32 model strictly,
+    # batched and alone; the same verified candidates sit ~MARGIN_EPS eps32 relative farther without it.
+    # Oracles: the float64 networks row by row, the float32 networks row by row.
+    import importlib
+
+    V = importlib.import_module("gpbound.attacks.verify")
+    from gpbound.attacks.fmn import fmn_attack
+    from gpbound.attacks.norms import parse_norm
+
+    nets = [_net(s) for s in SEEDS]
+    ens = NetworkEnsemble(nets, points_per_network=POINTS)
+    x0 = torch.cat([_points(s) for s in SEEDS])
+    p = parse_norm(norm)
+    y0 = V.evaluate(ens, x0)
+    cand = fmn_attack(ens, x0, y0, p, steps=30)
+    ref = V.float64_reference(ens)
+    xr, dr, okr = V.verify(ens, x0, cand, p, y0=y0, bisection_steps=32, reference=ref)
+    xn, dn, okn = V.verify(ens, x0, cand, p, y0=y0, bisection_steps=32)
+    assert int(okr.sum()) >= 30 and int(okn.sum()) >= 30
+    e0, er = _exact(nets, x0), _exact(nets, xr)
+    m_exact = V.EXACT_MARGIN_EPS * torch.finfo(torch.float32).eps * e0.abs()
+    assert bool((-torch.sign(e0) * er > m_exact)[okr].all())               # exact flips
+    y_alone = torch.cat([_alone(nets[k], xr[k * POINTS:(k + 1) * POINTS]) for k in range(len(nets))])
+    assert bool((y0 * y_alone < 0)[okr].all())                            # float32 alone, strictly
+    assert bool((y0 * V.evaluate(ens, xr) < 0)[okr].all())                # float32 batched, strictly
+    both = okr & okn
+    assert bool((dr[both] <= dn[both]).all())                             # moved towards x0 only
+    gain = (1.0 - dr[both] / dn[both]).median()
+    # the margin-level crossing is ~MARGIN_EPS eps32 = 3.1e-5 relative beyond the exact one (tolerance: half)
+    assert float(gain) > 0.5 * V.MARGIN_EPS * torch.finfo(torch.float32).eps, float(gain)
+    # most points end on the exact crossing itself: flip within 2 m_exact (plus float64 rounding)
+    near = (-torch.sign(e0) * er <= 2.0 * m_exact * (1 + 1e-6))[okr]
+    assert float(near.float().mean()) >= 0.5
+
+
+def test_reference_is_a_float64_copy_only_for_coarser_models():
+    from gpbound.attacks.verify import float64_reference
+
+    assert float64_reference(_net(0, torch.float64)) is None            # already exact
+    assert float64_reference(lambda x: x[:, 0]) is None                   # no copy of a callable
+    ref = float64_reference(_net(0))
+    x = _points(0)
+    assert ref(x).dtype == torch.float64
+    with torch.no_grad():
+        assert torch.equal(ref(x), _net(0).double()(x.double()))
+    with pytest.raises(ValueError, match="reference"):
+        minimal_distance(_net(0), x, 2, steps=2, reference="exact")
+    with pytest.raises(TypeError, match="reference"):
+        minimal_distance(_net(0), x, 2, steps=2, reference=3)

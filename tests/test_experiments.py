@@ -293,7 +293,7 @@ def test_custom_dataset_key_identifies_the_arrays():
 
 @pytest.mark.parametrize("preset", ["faithful", "theory"])
 def test_make_network_stacks_in_network_ensemble(preset):
-    """NetworkEnsemble stacks make_network's networks (vmap; its GEMM conv path, with stride-2 and zero padding
+    """NetworkEnsemble stacks make_network's networks (vmap; grouped convolutions, with stride-2 and zero padding
     for the faithful preset) and the Architecture.network ones: equal to evaluating them one by one (no
     vmap fallback warning: warnings are errors)."""
     from gpbound.ensemble import NetworkEnsemble

@@ -23,7 +23,7 @@ from .fab import fab_attack
 from .fmn import ddn_attack, fmn_attack
 from .norms import lp_norm, parse_norm
 from ..ensemble import NetworkEnsemble
-from .verify import BOUNDARY_SEARCHES, evaluate, evaluate_alone, verify
+from .verify import BOUNDARY_SEARCHES, evaluate, evaluate_alone, float64_reference, verify
 
 #: attacks run by default for each norm without a box (keys of :data:`ATTACKS`)
 DEFAULT_ATTACKS = {1.0: ("linear", "fmn", "coord"), 2.0: ("linear", "fmn", "ddn"),
@@ -173,7 +173,8 @@ def minimal_distance(f: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor
                      attacks: Optional[Sequence[str]] = None, restarts: int = 0,
                      bisection_steps: Optional[int] = None, dtype: Optional[torch.dtype] = None,
                      device=None, reverify_alone: bool = True, polish_steps: Optional[int] = None,
-                     coord_probe: Optional[bool] = None, boundary_search: str = "illinois") -> AttackResult:
+                     coord_probe: Optional[bool] = None, boundary_search: str = "illinois",
+                     reference="auto") -> AttackResult:
     """Smallest verified lp distance from each ``x0`` to the decision boundary ``f = 0``.
 
     Runs an ensemble of minimal-norm attacks, verifies each candidate and keeps per
@@ -265,6 +266,15 @@ def minimal_distance(f: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor
         Search onto the boundary of every verified candidate (:func:`gpbound.attacks.verify.verify`):
         the safeguarded Illinois regula falsi (a few evaluations of ``f`` for piecewise-affine ``f``)
         or ``bisection_steps`` halvings.  Both keep the verified far side.
+    reference : "auto", None or callable, default "auto"
+        The exact evaluation of ``f`` (float64, on the working-dtype points) that every success must
+        also flip, by ``EXACT_MARGIN_EPS`` rounding units of ``|f(x0)|``; each verified point is then moved
+        onto the exact crossing where ``f`` itself still flips strictly, batched and alone
+        (:func:`gpbound.attacks.verify.verify`): the distance is an upper bound on the distance of a
+        crossing of the model's exact arithmetic, ~2e-6 relative above it in float32 instead of the
+        ~3e-5 of the margin.  ``"auto"``: :func:`gpbound.attacks.verify.float64_reference` (a float64
+        copy of a float32 ``NetworkEnsemble`` or ``torch.nn.Module``; nothing for float64 models or
+        other callables); ``None``: off; a callable ``(B, n) -> (B,)`` taking the working-dtype points.
 
     Returns
     -------
@@ -306,6 +316,12 @@ def minimal_distance(f: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor
         raise ValueError(f"boundary_search must be one of {BOUNDARY_SEARCHES}; got {boundary_search!r}")
     if isinstance(polish_steps, bool) or not isinstance(polish_steps, int) or polish_steps < 0:
         raise ValueError(f"polish_steps must be None or an int >= 0; got {polish_steps!r}")
+    if isinstance(reference, str):
+        if reference != "auto":
+            raise ValueError(f"reference must be 'auto', None or a callable; got {reference!r}")
+        reference = float64_reference(f) if x0.dtype != torch.float64 else None
+    elif reference is not None and not callable(reference):
+        raise TypeError(f"reference must be 'auto', None or a callable; got {type(reference).__name__}")
     defaults = DEFAULT_ATTACKS if bounds is None else DEFAULT_BOXED_ATTACKS
     names = tuple(defaults[p] if attacks is None else attacks)
     for name in names:
@@ -319,6 +335,7 @@ def minimal_distance(f: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor
     if not bool(torch.isfinite(y0).all()):
         raise ValueError("f(x0) must be finite for every row of x0")
     zero = y0 == 0
+    y0_reference = evaluate(reference, x0) if reference is not None else None
     # each x0 alone: the reference label of the re-verification alone
     y0_alone = evaluate_alone(f, x0, ~zero) if reverify_alone else None
     if bool(zero.any()):
@@ -371,7 +388,8 @@ def minimal_distance(f: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor
         if cand is None:
             return
         xb, d, ok = verify(f, x0, cand, p, y0=y0, bisection_steps=bisection_steps, bounds=bounds,
-                           y0_alone=y0_alone, reverify_alone=reverify_alone, search=boundary_search)
+                           y0_alone=y0_alone, reverify_alone=reverify_alone, search=boundary_search,
+                           reference=reference, y0_reference=y0_reference)
         per_attack[label] = d if label not in per_attack else torch.minimum(per_attack[label], d)
         better = ok & (d < best_d)
         best_d = torch.where(better, d, best_d)

@@ -20,6 +20,7 @@ flips there counts as a success.
 """
 from __future__ import annotations
 
+import copy
 import math
 from typing import Callable, Optional, Tuple
 
@@ -218,6 +219,11 @@ def bisect_to_boundary(f: Function, x0: torch.Tensor, x_adv: torch.Tensor, y0: t
 #: (``-sign f(x0) f(x_hi) - m <= ROOT_TOL * m``): the distance is then within ~``ROOT_TOL m / |f(x0)|``
 #: relative of the margin-level crossing (float32: 1.9e-6); it aims at half of that
 ROOT_TOL = 1.0 / 16.0
+#: exact flip required by :func:`verify` with a ``reference`` (``f`` evaluated in float64), in units of
+#: ``eps(dtype) |f(x0)|`` of the working dtype: 16 is the measured spread of a float32 evaluation of the
+#: theory ResNet around its float64 value; it costs ~2e-6 relative distance in float32, against ~3e-5 of
+#: :data:`MARGIN_EPS`
+EXACT_MARGIN_EPS = 16.0
 #: fractions of the way from a rejected boundary point back to its verified candidate tried by :func:`verify`
 RETRY_STEPS = (1.0 / 64.0, 1.0 / 16.0, 0.25, 1.0)
 #: every estimate of :func:`find_boundary` is kept this fraction of the bracket inside it (strict progress)
@@ -229,7 +235,8 @@ BOUNDARY_SEARCHES = ("illinois", "bisection")
 
 def find_boundary(f: Function, x0: torch.Tensor, x_adv: torch.Tensor, y0: torch.Tensor,
                   steps: int = 50, valid: Optional[torch.Tensor] = None, margin=0.0,
-                  y_adv: Optional[torch.Tensor] = None, return_count: bool = False):
+                  y_adv: Optional[torch.Tensor] = None, return_count: bool = False,
+                  root_tol: float = ROOT_TOL):
     """Bracketing root finder on every segment ``[x0_b, x_adv_b]``, keeping the verified far side.
 
     Same contract as :func:`bisect_to_boundary` (the far end ``hi`` of the bracket always flips
@@ -256,6 +263,8 @@ def find_boundary(f: Function, x0: torch.Tensor, x_adv: torch.Tensor, y0: torch.
         than ``margin`` are treated as not ``valid``.
     return_count : bool, default False
         Also return the number of batched evaluations of ``f`` made here.
+    root_tol : float, default ``ROOT_TOL``
+        A row stops once its far end flips by at most ``(1 + root_tol) margin``.
 
     Returns
     -------
@@ -273,7 +282,7 @@ def find_boundary(f: Function, x0: torch.Tensor, x_adv: torch.Tensor, y0: torch.
     s0 = torch.sign(y0)
     valid = valid & is_adversarial(y0, y_adv, m)
     direction = x_adv - x0
-    aim = 0.5 * ROOT_TOL * m            # psi = -s0 f - m - aim: the root-finding target
+    aim = 0.5 * root_tol * m            # psi = -s0 f - m - aim: the root-finding target
     lo = torch.zeros(B, dtype=x0.dtype, device=x0.device)
     hi = torch.where(valid, torch.ones_like(lo), lo)
     plo = (-y0.abs() - m - aim).to(lo.dtype)            # psi(0) < 0 (x0 itself)
@@ -315,11 +324,74 @@ def find_boundary(f: Function, x0: torch.Tensor, x_adv: torch.Tensor, y0: torch.
     return (out, count) if return_count else out
 
 
+def _exact_crossing(f, reference, x0, xb, y_ref, y0, y0_ref, m_ref, ok, steps, exact, reverify_alone):
+    """Move the verified points ``xb`` (rows ``ok``, exact flips, ``y_ref = f_ref(xb)``) back onto the exact
+    crossing on ``[x0, xb]`` (far end within ``2 m_ref`` of flip) where ``f`` itself still flips there
+    strictly, batched and alone (see :func:`verify`)."""
+    xt = find_boundary(reference, x0, xb, y0_ref, steps=steps, valid=ok, margin=m_ref, y_adv=y_ref,
+                       root_tol=1.0)
+    todo = ok & (xt != xb).any(-1)
+    for lam in (0.0,) + tuple(r for r in RETRY_STEPS if r < 1.0):
+        if not bool(todo.any()):
+            break
+        cand = torch.where(todo.unsqueeze(-1), xt + lam * (xb - xt), xb) if lam else xt
+        good = todo & is_adversarial(y0, _evaluate_rows(f, cand, todo), 0.0)
+        if lam and bool(good.any()):  # xt itself is an exact flip (find_boundary's far end)
+            good = exact(cand, good)[0]
+        if reverify_alone and bool(good.any()):
+            good = good & is_adversarial(y0, evaluate_alone(f, cand, good), 0.0)
+        xb = torch.where(good.unsqueeze(-1), cand, xb)
+        todo = todo & ~good
+    return xb
+
+
+def float64_reference(f) -> Optional[Function]:
+    """A float64 copy of ``f`` that takes the working-dtype points: the exact evaluation of a float32 model.
+
+    For a :class:`gpbound.ensemble.NetworkEnsemble` (or a ``torch.nn.Module``) whose parameters are of a
+    floating dtype coarser than float64, the same networks with their parameters converted to float64
+    (exactly: every float32 number is a float64 number), called on ``x.double()``; its rounding error is
+    ~1e-16 of the values, so its sign is the label of the model's exact arithmetic.  ``None`` for a
+    float64 model and for any other callable (no copy can be made).
+    """
+    from ..ensemble import NetworkEnsemble
+
+    if isinstance(f, NetworkEnsemble):
+        tensors = list(f.params.values()) + list(f.buffers.values())
+    elif isinstance(f, torch.nn.Module):
+        tensors = list(f.parameters()) + list(f.buffers())
+    else:
+        return None
+    floats = {t.dtype for t in tensors if torch.is_floating_point(t)}
+    if not floats or floats == {torch.float64}:
+        return None
+    if isinstance(f, NetworkEnsemble):
+        nets = [copy.deepcopy(net).to(torch.float64) for net in f.networks]
+        return _Float64Inputs(NetworkEnsemble(nets, points_per_network=f.P, output=f.output,
+                                              vectorize=f.vectorize))
+    return _Float64Inputs(copy.deepcopy(f).to(torch.float64))
+
+
+class _Float64Inputs:
+    """``g`` called on float64 copies of its inputs (``__call__`` and ``evaluate_rows`` where ``g`` has it)."""
+
+    def __init__(self, g):
+        self.g = g
+
+    def __call__(self, x):
+        return self.g(x.to(torch.float64))
+
+    def evaluate_rows(self, x, rows):
+        own = getattr(self.g, "evaluate_rows", None)
+        return own(x.to(torch.float64), rows) if callable(own) else evaluate(self, x)
+
+
 def verify(f: Function, x0: torch.Tensor, x_adv: torch.Tensor, p: float,
            y0: Optional[torch.Tensor] = None, bisection_steps: int = 50,
            bounds: Optional[Tuple[float, float]] = None, rel_margin: Optional[float] = None,
            y0_alone: Optional[torch.Tensor] = None, reverify_alone: bool = True,
-           search: str = "illinois"):
+           search: str = "illinois", reference: Optional[Function] = None,
+           y0_reference: Optional[torch.Tensor] = None):
     """Verify candidates, bisect them onto the boundary and re-verify each result alone.
 
     Returns ``(x_boundary, distance, success)``: ``success`` where ``x_adv`` is
@@ -344,6 +416,16 @@ def verify(f: Function, x0: torch.Tensor, x_adv: torch.Tensor, p: float,
     replaced by the first point ``RETRY_STEPS[k]`` of the way back to its verified candidate that passes
     both checks (a row none passes is no success).
 
+    With a ``reference`` (``f`` evaluated exactly, in float64, on the same working-dtype points: see
+    :func:`float64_reference`), every success is also an exact flip, ``-sign f(x0) f_ref(x) >
+    EXACT_MARGIN_EPS * eps(dtype) * |f_ref(x0)|`` (float64 rounding is ~1e-16 of the values), and the
+    margin ``m`` only selects the candidate: each verified point is moved back along ``[x0, x_boundary]``
+    onto the exact crossing (:func:`find_boundary` on ``reference``) and kept there where it flips
+    strictly (``-sign f(x0) f(x) > 0``) in ``f`` itself, batched and alone (else the first point
+    ``RETRY_STEPS[k]`` of the way back to ``x_boundary`` that does; else ``x_boundary``).  The distance
+    then exceeds the exact crossing's by ~``EXACT_MARGIN_EPS eps`` relative instead of ``m / |f(x0)|``.
+
+    ``y0_reference`` (optional) is ``reference(x0)`` (evaluated here if omitted).
     ``y0_alone`` (optional) is ``f(x0)`` evaluated row by row alone (computed here where
     needed if omitted); a row whose label there differs from ``sign y0`` is no success.
     ``reverify_alone=False`` skips the evaluation alone (only for an ``f`` that cannot take a
@@ -373,7 +455,20 @@ def verify(f: Function, x0: torch.Tensor, x_adv: torch.Tensor, p: float,
     else:
         xb = bisect_to_boundary(f, x0, x_adv, y0, steps=bisection_steps, valid=ok, margin=margin)
     # re-verification of the returned points: batched (guards against non-deterministic f) ...
+    exact = None
+    if reference is not None:
+        y0_ref = evaluate(reference, x0) if y0_reference is None else y0_reference
+        m_ref = EXACT_MARGIN_EPS * _eps(y0.dtype, x0.dtype) * y0_ref.abs()
+        ok = ok & (torch.sign(y0_ref) == torch.sign(y0))
+
+        y_ref = torch.full_like(y0_ref, float("nan"))  # f_ref at xb where evaluated
+
+        def exact(x, rows):
+            y = _evaluate_rows(reference, x, rows)
+            return rows & is_adversarial(y0_ref, y, m_ref), y
     passed = ok & is_adversarial(y0, evaluate(f, xb), margin)
+    if exact is not None and bool(passed.any()):
+        passed, y_ref = exact(xb, passed)
     # ... and each row alone, in a fresh forward pass of a batch of one
     same_label = torch.ones_like(ok)
     if reverify_alone and bool(ok.any()):
@@ -392,11 +487,17 @@ def verify(f: Function, x0: torch.Tensor, x_adv: torch.Tensor, p: float,
             break
         cand = torch.where(retry.unsqueeze(-1), xb + lam * (x_adv - xb), xb)
         good = retry & is_adversarial(y0, _evaluate_rows(f, cand, retry), margin)
+        if exact is not None and bool(good.any()):
+            good, y_cand = exact(cand, good)
+            y_ref = torch.where(good, y_cand, y_ref)
         if reverify_alone and bool(good.any()):
             good = good & is_adversarial(y0, evaluate_alone(f, cand, good), ALONE_FRACTION * margin)
         xb = torch.where(good.unsqueeze(-1), cand, xb)
         passed, retry = passed | good, retry & ~good
     ok = passed
+    if exact is not None and bool(ok.any()):
+        xb = _exact_crossing(f, reference, x0, xb, y_ref, y0, y0_ref, m_ref, ok, bisection_steps, exact,
+                             reverify_alone)
     xb = torch.where(ok.unsqueeze(-1), xb, x0)
     dist = torch.where(ok, lp_norm(xb - x0, p), torch.full_like(y0, float("inf")))
     return xb, dist, ok
