@@ -252,3 +252,31 @@ def test_polish_verifies_only_the_rows_it_moved(monkeypatch):
     assert int(base.success.sum()) >= 3
     assert len(alone) == n_base            # nothing re-verified alone for unmoved rows
     assert torch.equal(res.distance, base.distance) and torch.equal(res.x_adv, base.x_adv)
+
+
+def test_fmn_step_schedule_warp_closed_form_and_is_used(monkeypatch):
+    # _cosine(k, N, w) = (1 + cos(pi (k/N)^w)) / 2: closed form at k = 0, N/2, N; w = 1 is FMN's cosine;
+    # the boxed default passes BOXED_FMN_ALPHA_WARP and the unboxed FMN keeps w = 1
+    import gpbound.attacks.core as core
+    import gpbound.attacks.fmn as fmn
+
+    assert fmn._cosine(0, 100, 1.4) == 1.0 and abs(fmn._cosine(100, 100, 1.4)) < 1e-15
+    assert abs(fmn._cosine(50, 100, 1.0) - 0.5) < 1e-15
+    assert abs(fmn._cosine(50, 100, 1.4) - (1 + math.cos(math.pi * 0.5 ** 1.4)) / 2) < 1e-15
+    assert fmn._cosine(50, 100, 1.4) > fmn._cosine(50, 100, 1.0)        # large steps for longer
+    seen = []
+    real = fmn.fmn_attack
+
+    def spy(*a, **k):
+        seen.append(k.get("alpha_warp", 1.0))
+        return real(*a, **k)
+
+    monkeypatch.setattr(core, "fmn_attack", spy)
+    w = torch.tensor([[0.3, -0.2, 0.5]], dtype=torch.float64)
+    f = lambda x: (x * w).sum(-1) - 0.1  # noqa: E731
+    x0 = torch.tensor([[0.6, 0.4, 0.5]], dtype=torch.float64)
+    minimal_distance(f, x0, 1, steps=5, bounds=(0.0, 1.0))
+    minimal_distance(f, x0, 1, steps=5)
+    assert seen == [core.BOXED_FMN_ALPHA_WARP, 1.0]
+    with pytest.raises(ValueError, match="alpha_warp"):
+        real(f, x0, f(x0), 1.0, steps=2, alpha_warp=0.0)

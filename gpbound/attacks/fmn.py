@@ -46,11 +46,18 @@ def _scale(f, x0, y0):
     return torch.where(torch.isfinite(s) & (s > 0), s, fallback)
 
 
+def _cosine(k: int, steps: int, warp: float = 1.0) -> float:
+    """Cosine annealing weight ``(1 + cos(pi u)) / 2`` at ``u = (k / steps) ** warp``: 1 at ``k = 0``, 0 at
+    ``k = steps``; ``warp > 1`` keeps the weight high for longer and anneals later and faster."""
+    return (1.0 + math.cos(math.pi * (k / steps) ** warp)) / 2.0
+
+
 def fmn_attack(f, x0: torch.Tensor, y0: torch.Tensor, p: float, steps: int = 100,
                alpha_init: float = 1.0, alpha_final: Optional[float] = None,
                gamma_init: float = 0.05, gamma_final: float = 0.001,
                bounds: Optional[Tuple[float, float]] = None,
-               start: Optional[torch.Tensor] = None, input_units: bool = False) -> torch.Tensor:
+               start: Optional[torch.Tensor] = None, input_units: bool = False,
+               alpha_warp: float = 1.0) -> torch.Tensor:
     """Fast Minimum-Norm attack, batched over all rows; returns unverified candidates.
 
     Parameters
@@ -68,6 +75,9 @@ def fmn_attack(f, x0: torch.Tensor, y0: torch.Tensor, p: float, steps: int = 100
     input_units : bool, default False
         Step sizes in input units (foolbox's convention; ``alpha_init = 1`` suits images in
         ``[0, 1]``) instead of the per-row scale.
+    alpha_warp : float, default 1.0
+        Time warp of the step-size schedule: ``alpha_k`` is annealed at ``(k / steps) ** alpha_warp``
+        (:func:`_cosine`; 1 is FMN's cosine annealing; ``gamma_k`` keeps it).
 
     Returns
     -------
@@ -85,10 +95,12 @@ def fmn_attack(f, x0: torch.Tensor, y0: torch.Tensor, p: float, steps: int = 100
     best_norm = torch.full_like(y0, float("inf"))
     best = x0.clone()
     found = torch.zeros_like(y0, dtype=torch.bool)
+    if not (isinstance(alpha_warp, (int, float)) and not isinstance(alpha_warp, bool) and alpha_warp > 0
+            and math.isfinite(alpha_warp)):
+        raise ValueError(f"alpha_warp must be a finite float > 0; got {alpha_warp!r}")
     for k in range(int(steps)):
-        cosine = (1.0 + math.cos(math.pi * k / steps)) / 2.0
-        alpha = (alpha_final + (alpha_init - alpha_final) * cosine) * scale
-        gamma = gamma_final + (gamma_init - gamma_final) * cosine
+        alpha = (alpha_final + (alpha_init - alpha_final) * _cosine(k, steps, alpha_warp)) * scale
+        gamma = gamma_final + (gamma_init - gamma_final) * _cosine(k, steps)
         x = x0 + delta
         fx, g = value_and_grad(f, x)
         adv = is_adversarial(y0, fx, margin)
