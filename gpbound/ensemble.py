@@ -174,7 +174,8 @@ class NetworkEnsemble:
         Where the loop is used, only the networks with a row in ``rows`` are evaluated (each on its whole
         block of ``P`` rows, as in :meth:`__call__`, so with the same rounding) and the rows of the others
         are ``NaN``; where ``vmap`` is used, every network is evaluated.  ``vectorize="auto"`` loops where
-        the networks owning a row are at most :data:`LOOP_FRACTION` of all (and always for one network).  Used by :func:`gpbound.attacks.verify.find_boundary`, whose rows stop at
+        the networks owning a row are at most :data:`LOOP_FRACTION` of all (and always for one network).
+        Used by :func:`gpbound.attacks.verify.find_boundary`, whose rows stop at
         different steps.
         """
         B = x.shape[0]
