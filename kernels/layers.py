@@ -37,7 +37,6 @@ network's / kernel's).  The ReLU is a separate layer, so the paper's "ReLU conv"
 """
 from __future__ import annotations
 
-import itertools
 import math
 import numbers
 from dataclasses import dataclass

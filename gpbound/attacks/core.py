@@ -23,7 +23,7 @@ from .fab import fab_attack
 from .fmn import ddn_attack, fmn_attack
 from .norms import lp_norm, parse_norm
 from ..ensemble import NetworkEnsemble
-from .verify import BOUNDARY_SEARCHES, evaluate, evaluate_alone, float64_reference, verify
+from .verify import BOUNDARY_SEARCHES, evaluate, evaluate_alone, float64_reference, model_dtypes, verify
 
 #: attacks run by default for each norm without a box (keys of :data:`ATTACKS`)
 DEFAULT_ATTACKS = {1.0: ("linear", "fmn", "coord"), 2.0: ("linear", "fmn", "ddn"),
@@ -75,22 +75,10 @@ class AttackResult:
     best_attack: list = field(default_factory=list)
 
 
-def _model_dtypes(f) -> set:
-    """Floating dtypes of the parameters and buffers of ``f`` when it is a ``torch.nn.Module`` or a
-    :class:`~gpbound.ensemble.NetworkEnsemble` (empty for other callables)."""
-    if isinstance(f, NetworkEnsemble):
-        tensors = list(f.params.values()) + list(f.buffers.values())
-    elif isinstance(f, torch.nn.Module):
-        tensors = list(f.parameters()) + list(f.buffers())
-    else:
-        return set()
-    return {t.dtype for t in tensors if torch.is_floating_point(t)}
-
-
 def _resolve_dtype(f, x0, dtype):
     """Working dtype: ``dtype`` if given (it must match the model's), else the model's
     parameter dtype, else ``x0``'s floating dtype, else float64."""
-    mdt = _model_dtypes(f)
+    mdt = model_dtypes(f)
     if dtype is not None:
         if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
             raise TypeError(f"dtype must be None or a floating torch.dtype (torch.float32, torch.float64); "

@@ -332,6 +332,14 @@ def find_boundary(f: Function, x0: torch.Tensor, x_adv: torch.Tensor, y0: torch.
     return (out, count) if return_count else out
 
 
+def _exact_check(reference, y0_ref, m_ref):
+    """``exact(x, rows) -> (rows that flip reference by more than m_ref, reference(x))``."""
+    def exact(x, rows):
+        y = _evaluate_rows(reference, x, rows)
+        return rows & is_adversarial(y0_ref, y, m_ref), y
+    return exact
+
+
 def _exact_crossing(f, reference, x0, xb, y_ref, y0, y0_ref, m_ref, ok, steps, exact, reverify_alone):
     """Move the verified points ``xb`` (rows ``ok``, exact flips, ``y_ref = f_ref(xb)``) back onto the exact
     crossing on ``[x0, xb]`` (far end within ``2 m_ref`` of flip) where ``f`` itself still flips there
@@ -353,6 +361,20 @@ def _exact_crossing(f, reference, x0, xb, y_ref, y0, y0_ref, m_ref, ok, steps, e
     return xb
 
 
+def model_dtypes(f) -> set:
+    """Floating dtypes of the parameters and buffers of ``f`` when it is a ``torch.nn.Module`` or a
+    :class:`~gpbound.ensemble.NetworkEnsemble` (empty for other callables)."""
+    from ..ensemble import NetworkEnsemble
+
+    if isinstance(f, NetworkEnsemble):
+        tensors = list(f.params.values()) + list(f.buffers.values())
+    elif isinstance(f, torch.nn.Module):
+        tensors = list(f.parameters()) + list(f.buffers())
+    else:
+        return set()
+    return {t.dtype for t in tensors if torch.is_floating_point(t)}
+
+
 def float64_reference(f) -> Optional[Function]:
     """A float64 copy of ``f`` that takes the working-dtype points: the exact evaluation of a float32 model.
 
@@ -364,13 +386,7 @@ def float64_reference(f) -> Optional[Function]:
     """
     from ..ensemble import NetworkEnsemble
 
-    if isinstance(f, NetworkEnsemble):
-        tensors = list(f.params.values()) + list(f.buffers.values())
-    elif isinstance(f, torch.nn.Module):
-        tensors = list(f.parameters()) + list(f.buffers())
-    else:
-        return None
-    floats = {t.dtype for t in tensors if torch.is_floating_point(t)}
+    floats = model_dtypes(f)
     if not floats or floats == {torch.float64}:
         return None
     if isinstance(f, NetworkEnsemble):
@@ -470,10 +486,7 @@ def verify(f: Function, x0: torch.Tensor, x_adv: torch.Tensor, p: float,
         ok = ok & (torch.sign(y0_ref) == torch.sign(y0))
 
         y_ref = torch.full_like(y0_ref, float("nan"))  # f_ref at xb where evaluated
-
-        def exact(x, rows):
-            y = _evaluate_rows(reference, x, rows)
-            return rows & is_adversarial(y0_ref, y, m_ref), y
+        exact = _exact_check(reference, y0_ref, m_ref)
     passed = ok & is_adversarial(y0, evaluate(f, xb), margin)
     if exact is not None and bool(passed.any()):
         passed, y_ref = exact(xb, passed)
