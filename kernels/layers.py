@@ -47,6 +47,7 @@ import torch.nn.functional as Fn
 from torch import nn
 
 from . import pixels
+from .padding import circular_pad
 from .arccos import _COMPILED
 from .state import KernelState
 
@@ -262,7 +263,8 @@ class _ConvModule(nn.Module):
 
     def forward(self, x):
         if any(self.pads):
-            x = Fn.pad(x, self.pads, mode=self.pad_mode)
+            # circular: torch's values with a one-pass backward (gpbound.kernels.padding)
+            x = circular_pad(x, self.pads) if self.pad_mode == "circular" else Fn.pad(x, self.pads)
         if any(s != 1 for s in self.stride):
             return self.conv(x, self.weight, self.bias, stride=self.stride)
         return self.conv(x, self.weight, self.bias)

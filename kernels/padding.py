@@ -1,0 +1,103 @@
+"""Circular padding of the finite networks' pixel grids, with a one-pass backward.
+
+``torch.nn.functional.pad(x, pads, mode="circular")`` is cheap forward, but autograd
+differentiates it slice by slice: every slice's backward zero-fills a full-size tensor and
+copies into it, ~15 full passes over the state per 2-D layer.  On the theory ResNet
+(C = 16, 32 x 32, 8 networks x 5 points, float32, 1 thread) that made the pads' backward cost
+about as much as the convolutions'.
+
+:func:`circular_pad` computes the same forward and folds the gradient back onto the grid in one
+pass: the interior block of the output gradient, plus each wrapped border strip (and corner)
+added onto the pixels it copies,
+
+.. math::
+    \\frac{\\partial L}{\\partial x_i} = \\sum_{j : \\; (j - lo) \\bmod N = i}
+    \\frac{\\partial L}{\\partial y_j}, \\qquad y_j = x_{(j - lo) \\bmod N},
+
+per padded dimension (``lo`` pixels before, ``hi`` after, ``lo, hi <= N``).  It carries its own
+``vmap`` rule, so :class:`gpbound.ensemble.NetworkEnsemble`'s vmapped networks use it too.
+"""
+from __future__ import annotations
+
+import itertools
+from typing import Tuple
+
+import torch
+import torch.nn.functional as Fn
+
+__all__ = ["circular_pad"]
+
+
+def _parts(lo: int, n: int, hi: int):
+    """``(source start, length, target start)`` of the blocks of one padded dimension: the interior,
+    the ``hi`` strip (a copy of the first pixels) and the ``lo`` strip (a copy of the last)."""
+    return [(lo, n, 0), (lo + n, hi, 0), (0, lo, n - lo)]
+
+
+def _fold(g: torch.Tensor, pads: Tuple[int, ...]) -> torch.Tensor:
+    """Gradient of the circular pad: ``g`` of the padded grid summed back onto the grid."""
+    dims = []
+    for i in range(len(pads) // 2):
+        d = g.dim() - 1 - i
+        lo, hi = pads[2 * i], pads[2 * i + 1]
+        dims.append((d, lo, g.shape[d] - lo - hi, hi))
+    out = g
+    for d, lo, n, _ in dims:
+        out = out.narrow(d, lo, n)
+    out = out.clone(memory_format=torch.contiguous_format)
+    for blocks in itertools.product(*(_parts(lo, n, hi) for _, lo, n, hi in dims)):
+        if all(b[0] == lo for b, (_, lo, _, _) in zip(blocks, dims)) or any(b[1] == 0 for b in blocks):
+            continue  # the interior (already there) or an empty strip
+        src, dst = g, out
+        for (d, _, _, _), (s0, length, t0) in zip(dims, blocks):
+            src, dst = src.narrow(d, s0, length), dst.narrow(d, t0, length)
+        dst.add_(src)
+    return out
+
+
+def _pad(x: torch.Tensor, pads: Tuple[int, ...]) -> torch.Tensor:
+    """The values: torch's circular pad, on ``x`` viewed as ``(M, *grid)`` (the one input rank torch's
+    circular mode takes for every grid rank 1-3)."""
+    nd = len(pads) // 2
+    y = Fn.pad(x.reshape(-1, *x.shape[x.dim() - nd:]), pads, mode="circular")
+    return y.reshape(*x.shape[:x.dim() - nd], *y.shape[1:])
+
+
+class _CircularPad(torch.autograd.Function):
+    @staticmethod
+    def forward(x, pads):
+        return _pad(x, pads)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.pads = inputs[1]
+
+    @staticmethod
+    def backward(ctx, g):
+        return _fold(g, ctx.pads), None
+
+    @staticmethod
+    def vmap(info, in_dims, x, pads):
+        if in_dims[0] is None:
+            return _CircularPad.apply(x, pads), None
+        return _CircularPad.apply(x.movedim(in_dims[0], 0), pads), 0
+
+
+def circular_pad(x: torch.Tensor, pads: Tuple[int, ...]) -> torch.Tensor:
+    """Periodic padding of the last ``len(pads) // 2`` dimensions of ``x``.
+
+    Same values as ``torch.nn.functional.pad(x, pads, mode="circular")`` (``pads`` in its order:
+    last dimension first, ``(lo, hi)`` each), with a one-pass backward (module docstring).
+
+    Parameters
+    ----------
+    x : tensor ``(..., *grid)``
+    pads : tuple of 2, 4 or 6 non-negative ints, each at most the size of its dimension.
+
+    Under ``torch.jit.trace`` it is torch's pad itself (a traced graph cannot hold a Python autograd
+    function), so traced networks save and load as before.
+    """
+    pads = tuple(int(p) for p in pads)
+    if torch.jit.is_tracing():
+        return _pad(x, pads)
+    return _CircularPad.apply(x, pads)
