@@ -20,12 +20,19 @@ per padded dimension (``lo`` pixels before, ``hi`` after, ``lo, hi <= N``).  It 
 from __future__ import annotations
 
 import itertools
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as Fn
 
-__all__ = ["circular_pad"]
+__all__ = ["circular_pad", "FOLD_MIN_ENTRIES"]
+
+#: entries of the input (per network under vmap) from which :func:`circular_pad` folds its gradient in
+#: one pass.  Measured, theory ResNet C = 16, 8 networks x 5 rows vmapped, float32, 1 thread, forward +
+#: backward of the whole network, medians of 64 interleaved calls: 32 x 32 grid (81920 entries per
+#: network at the first pad) 0.13 s torch's pad vs 0.11 s folded; 24 x 24 (46080) 80 vs 75 ms; 12 x 12
+#: (11520) 43 vs 53 ms (there the autograd function's fixed cost, ~0.5 ms a call, dominates)
+FOLD_MIN_ENTRIES = 2 ** 15
 
 
 def _parts(lo: int, n: int, hi: int):
@@ -83,7 +90,7 @@ class _CircularPad(torch.autograd.Function):
         return _CircularPad.apply(x.movedim(in_dims[0], 0), pads), 0
 
 
-def circular_pad(x: torch.Tensor, pads: Tuple[int, ...]) -> torch.Tensor:
+def circular_pad(x: torch.Tensor, pads: Tuple[int, ...], fold: Optional[bool] = None) -> torch.Tensor:
     """Periodic padding of the last ``len(pads) // 2`` dimensions of ``x``.
 
     Same values as ``torch.nn.functional.pad(x, pads, mode="circular")`` (``pads`` in its order:
@@ -93,11 +100,17 @@ def circular_pad(x: torch.Tensor, pads: Tuple[int, ...]) -> torch.Tensor:
     ----------
     x : tensor ``(..., *grid)``
     pads : tuple of 2, 4 or 6 non-negative ints, each at most the size of its dimension.
+    fold : bool or None, default None
+        ``True``: the one-pass backward; ``False``: torch's pad and its autograd; ``None``: the one-pass
+        backward for inputs of at least :data:`FOLD_MIN_ENTRIES` entries (below, the Python autograd
+        function's fixed cost exceeds what it saves).
 
     Under ``torch.jit.trace`` it is torch's pad itself (a traced graph cannot hold a Python autograd
     function), so traced networks save and load as before.
     """
     pads = tuple(int(p) for p in pads)
-    if torch.jit.is_tracing():
+    if fold is None:
+        fold = x.numel() >= FOLD_MIN_ENTRIES
+    if torch.jit.is_tracing() or not fold:
         return _pad(x, pads)
     return _CircularPad.apply(x, pads)

@@ -33,20 +33,20 @@ def test_values_equal_torch_circular_pad(shape, pads):
     # torch's circular mode takes (M, *grid) inputs of rank len(pads) // 2 + 1 only; compare on that view
     nd = len(pads) // 2
     ref = Fn.pad(x.reshape(-1, *shape[-nd:]), pads, mode="circular")
-    assert torch.equal(circular_pad(x, pads).reshape(ref.shape), ref)
+    assert torch.equal(circular_pad(x, pads, fold=True).reshape(ref.shape), ref)
 
 
 @pytest.mark.parametrize("shape,pads", CASES)
 def test_backward_equals_defining_sum(shape, pads):
     g = torch.Generator().manual_seed(1)
     x = torch.randn(shape, dtype=DT, generator=g, requires_grad=True)
-    y = circular_pad(x, pads)
+    y = circular_pad(x, pads, fold=True)
     gy = torch.randn(y.shape, dtype=DT, generator=g)
     (gx,) = torch.autograd.grad(y, x, gy)
     ref = _numpy_fold(gy.numpy(), pads)
     # a sum of at most 8 terms per entry: 1e-13 relative to the largest entry
     np.testing.assert_allclose(gx.numpy(), ref, rtol=0, atol=1e-13 * np.abs(ref).max())
-    assert torch.autograd.gradcheck(lambda t: circular_pad(t, pads), (x.detach().requires_grad_(),))
+    assert torch.autograd.gradcheck(lambda t: circular_pad(t, pads, fold=True), (x.detach().requires_grad_(),))
 
 
 def test_backward_under_vmap():
@@ -55,7 +55,7 @@ def test_backward_under_vmap():
     xs = torch.randn(4, 3, 5, 6, dtype=DT, generator=g)
     w = torch.randn(3, 7, 9, dtype=DT, generator=g)
     pads = (2, 1, 1, 1)
-    gx = vmap(grad(lambda t: (circular_pad(t, pads) * w).sum()))(xs)
+    gx = vmap(grad(lambda t: (circular_pad(t, pads, fold=True) * w).sum()))(xs)
     ref = _numpy_fold(np.broadcast_to(w.numpy(), (4, 3, 7, 9)), pads)
     np.testing.assert_allclose(gx.numpy(), ref, rtol=0, atol=1e-13 * np.abs(ref).max())
 
@@ -65,16 +65,16 @@ def test_planted_fold_errors_are_caught(monkeypatch):
     g = torch.Generator().manual_seed(3)
     x = torch.randn(2, 3, 5, 6, dtype=DT, generator=g, requires_grad=True)
     pads = (1, 2, 1, 1)
-    gy = torch.randn(circular_pad(x, pads).shape, dtype=DT, generator=g)
+    gy = torch.randn(circular_pad(x, pads, fold=True).shape, dtype=DT, generator=g)
     ref = torch.from_numpy(_numpy_fold(gy.numpy(), pads))
     planted = {"lo strip dropped": lambda lo, n, hi: [(lo, n, 0), (lo + n, hi, 0)],
                "wrong ends": lambda lo, n, hi: [(lo, n, 0), (lo + n, hi, n - hi), (0, lo, 0)]}
     for name, parts in planted.items():
         monkeypatch.setattr(padding, "_parts", parts)
-        (gx,) = torch.autograd.grad(circular_pad(x, pads), x, gy)
+        (gx,) = torch.autograd.grad(circular_pad(x, pads, fold=True), x, gy)
         assert (gx - ref).abs().max() > 1e-3, name
         monkeypatch.undo()
-    (gx,) = torch.autograd.grad(circular_pad(x, pads), x, gy)
+    (gx,) = torch.autograd.grad(circular_pad(x, pads, fold=True), x, gy)
     assert (gx - ref).abs().max() <= 1e-13 * ref.abs().max()
 
 
@@ -94,3 +94,17 @@ def test_traced_network_saves_and_matches(tmp_path):
     (g,) = torch.autograd.grad(y.sum(), x)
     (g_t,) = torch.autograd.grad(y_t.sum(), x)
     assert torch.allclose(g, g_t, rtol=1e-13, atol=1e-13 * g.abs().max())
+
+
+def test_size_rule(monkeypatch):
+    """fold=None folds from FOLD_MIN_ENTRIES entries on (the autograd function runs), not below."""
+    calls = []
+    real = padding._CircularPad.apply
+    monkeypatch.setattr(padding._CircularPad, "apply", lambda *a: calls.append(1) or real(*a))
+    n = padding.FOLD_MIN_ENTRIES
+    circular_pad(torch.zeros(n // 16, 4, 4), (1, 1, 1, 1))
+    assert calls == [1]
+    circular_pad(torch.zeros(n // 16 - 1, 4, 4), (1, 1, 1, 1))
+    assert calls == [1]
+    circular_pad(torch.zeros(2, 4, 4), (1, 1, 1, 1), fold=True)
+    assert calls == [1, 1]
