@@ -280,3 +280,19 @@ def test_fmn_step_schedule_warp_closed_form_and_is_used(monkeypatch):
     assert seen == [core.BOXED_FMN_ALPHA_WARP, 1.0]
     with pytest.raises(ValueError, match="alpha_warp"):
         real(f, x0, f(x0), 1.0, steps=2, alpha_warp=0.0)
+
+
+def test_restrict_rows_layout():
+    """_restrict's rows: per owning network (ascending), its active rows in order, padded to the largest
+    count by repeating its first active row (the defining layout, written out by hand)."""
+    from gpbound.attacks.core import _restrict
+    from gpbound.ensemble import NetworkEnsemble
+
+    nets = [torch.nn.Linear(3, 1).double() for _ in range(5)]
+    ens = NetworkEnsemble(nets, points_per_network=4)
+    active = torch.zeros(20, dtype=torch.bool)
+    active[[1, 3, 13, 14, 15, 16]] = True      # network 0: rows 1, 3; network 3: 13, 14, 15; network 4: 16
+    sub, rows = _restrict(ens, active, True)
+    assert sub.K == 3 and sub.P == 3
+    assert rows.tolist() == [1, 3, 1, 13, 14, 15, 16, 16, 16]
+    assert [id(n) for n in sub.networks] == [id(nets[0]), id(nets[3]), id(nets[4])]

@@ -146,15 +146,17 @@ def _restrict(f, active: torch.Tensor, can_subset: bool):
     idx = torch.nonzero(active).flatten()
     if isinstance(f, NetworkEnsemble):
         P = f.P if f.P is not None else B // f.K
-        owners = idx // P
-        ks = torch.unique(owners)
-        counts = torch.stack([(owners == k).sum() for k in ks])
+        owners = idx // P                                   # ascending (idx is)
+        ks, group, counts = torch.unique_consecutive(owners, return_inverse=True, return_counts=True)
         Pp = int(counts.max())
         if ks.numel() * Pp >= B:
             return None
-        rows = torch.stack([torch.cat([idx[owners == k], idx[owners == k][:1].repeat(Pp - int(c))])
-                            for k, c in zip(ks, counts)]).flatten()
-        sub = NetworkEnsemble([f.networks[int(k)] for k in ks], points_per_network=Pp, output=f.output,
+        # row j of network group g: its j-th active row, or its first one where it has fewer than Pp
+        first = torch.cumsum(counts, 0) - counts            # position in idx of each group's first row
+        grid = idx[first].unsqueeze(1).repeat(1, Pp)
+        grid[group, torch.arange(idx.numel(), device=idx.device) - first[group]] = idx
+        rows = grid.flatten()
+        sub = NetworkEnsemble([f.networks[k] for k in ks.tolist()], points_per_network=Pp, output=f.output,
                               vectorize=f.vectorize)
         return sub, rows
     if not can_subset or idx.numel() >= B:
