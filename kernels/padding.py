@@ -84,6 +84,10 @@ class _CircularPad(torch.autograd.Function):
         return _fold(g, ctx.pads), None
 
     @staticmethod
+    def jvp(ctx, t, _):
+        return _pad(t, ctx.pads)  # a linear map: forward mode pads the tangent
+
+    @staticmethod
     def vmap(info, in_dims, x, pads):
         if in_dims[0] is None:
             return _CircularPad.apply(x, pads), None

@@ -49,6 +49,19 @@ def test_backward_equals_defining_sum(shape, pads):
     assert torch.autograd.gradcheck(lambda t: circular_pad(t, pads, fold=True), (x.detach().requires_grad_(),))
 
 
+def test_second_order_and_forward_mode():
+    """Double backward (gradgradcheck) and forward-mode AD (torch.func.jvp) through the fold path."""
+    from torch.func import jvp
+
+    x = torch.randn(2, 3, 5, 6, dtype=DT, generator=torch.Generator().manual_seed(5), requires_grad=True)
+    pads = (1, 2, 1, 1)
+    assert torch.autograd.gradgradcheck(lambda t: circular_pad(t, pads, fold=True), (x,))
+    t = torch.randn(x.shape, dtype=DT, generator=torch.Generator().manual_seed(6))
+    y, ty = jvp(lambda u: circular_pad(u, pads, fold=True), (x.detach(),), (t,))
+    nd = len(pads) // 2
+    assert torch.equal(ty, Fn.pad(t.reshape(-1, *t.shape[-nd:]), pads, mode="circular").reshape(ty.shape))
+
+
 def test_backward_under_vmap():
     """The vmap rule (NetworkEnsemble's path): per-sample gradients equal the numpy sum."""
     g = torch.Generator().manual_seed(2)
