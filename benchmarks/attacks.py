@@ -21,6 +21,12 @@ flips by less is no success, distance inf).  gpbound's own points pass a stricte
 flip, and a strict float32 flip batched and alone), so the same-rule comparison is the like-for-like
 one; the raw one also counts FMN flips of the float32 rounding that the exact network does not make.
 
+Floor: a gradient attack of S steps needs at least S forward + backward passes of the batch, so
+each cell times one forward + backward of gpbound's ensemble on all its points (median of 7 calls,
+just before gpbound's attack) and prints ``floor`` = gp-steps x that / points and ``gp/floor``, the
+attack's time over its gradient evaluations (what the ensemble, verification, boundary searches and
+FAB add on top).
+
 Per cell (size x norm): median of the paired ratios d_gpbound / d_FMN (points both found, raw),
 the fraction of points where gpbound <= FMN (a failure counts as distance inf): strict against
 raw FMN, strict against same-rule FMN, within the dtype tolerance ``TOL`` = 2 * EXACT_MARGIN_EPS *
@@ -103,6 +109,21 @@ def build_cell(size, networks, points, seed, vectorize="auto"):
         net.requires_grad_(False)
     x0 = torch.rand(networks * points, arch.n, generator=torch.Generator().manual_seed(seed + size))
     return ens, x0.float()
+
+
+def step_seconds(ens, x0, calls=7):
+    """Wall seconds of one forward + backward of ``ens`` on all of ``x0`` (median of ``calls``, after two
+    warm-up calls): the unit of a gradient attack's floor."""
+    from gpbound.attacks.verify import value_and_grad
+
+    for _ in range(2):
+        value_and_grad(ens, x0)
+    ts = []
+    for _ in range(calls):
+        t = time.perf_counter()
+        value_and_grad(ens, x0)
+        ts.append(time.perf_counter() - t)
+    return sorted(ts)[len(ts) // 2]
 
 
 def alone(ens, x, P):
@@ -202,7 +223,7 @@ def main(argv=None):
           f"ensemble {'looped' if args.loop else 'vmapped' if args.vmap else 'auto'}; TOL = {tolerance():.2e}")
     hdr = (f"{'n':>5} {'norm':>5} {'med ratio':>9} {'gp<=FMN':>8} {'same-rule':>9} {'<=+TOL':>7} {'<=+0.1%':>8} "
            f"{'>1% worse':>9} {'fail gp':>7} {'fail FMN':>8} {'fail rule':>9} {'s/pt gp':>8} {'s/pt FMN':>8} "
-           f"{'cpu gp':>7} {'cpu FMN':>7}")
+           f"{'cpu gp':>7} {'cpu FMN':>7} {'floor':>6} {'gp/floor':>8}")
     print(hdr)
     for size in args.sizes:
         vectorize = False if args.loop else True if args.vmap else "auto"
@@ -240,19 +261,22 @@ def main(argv=None):
                     if cache is not None:
                         torch.save({"d_fmn": d_fmn, "d_fmn_rule": d_fmn_rule, "seconds": t_fmn,
                                     "cpu_seconds": c_fmn}, cache)
+                t_step = step_seconds(ens, x0)
                 t, c = time.perf_counter(), time.process_time()
                 res = minimal_distance(ens, x0, p, bounds=(0.0, 1.0), steps=args.gp_steps,
                                        generator=torch.Generator().manual_seed(0))
                 t_gp, c_gp = time.perf_counter() - t, time.process_time() - c
                 d_gp = torch.where(res.success, res.distance, torch.full_like(res.distance, math.inf)).float()
+                floor = args.gp_steps * t_step / B
                 row = {"n": x0.shape[1], "norm": norm, **summarize(d_gp, d_fmn, t_gp, t_fmn, B, d_fmn_rule, c_gp, c_fmn),
+                       "step_seconds": t_step, "floor_s_per_point": floor, "gp_over_floor": t_gp / B / floor,
                        "d_gpbound": d_gp.tolist(), "d_fmn": d_fmn.tolist(), "d_fmn_same_rule": d_fmn_rule.tolist()}
                 rows.append(row)
                 cols = [("median_ratio", 9, ".4f"), ("frac_gp_le_fmn", 8, ".3f"), ("frac_gp_le_fmn_same_rule", 9, ".3f"),
                         ("frac_gp_le_fmn_tol", 7, ".3f"), ("frac_gp_le_fmn_0.1pct", 8, ".3f"), ("worse_1pct", 9, "d"),
                         ("fail_gp", 7, "d"), ("fail_fmn", 8, "d"), ("fail_fmn_same_rule", 9, "d"),
                         ("s_per_point_gp", 8, ".3f"), ("s_per_point_fmn", 8, ".3f"), ("cpu_s_per_point_gp", 7, ".3f"),
-                        ("cpu_s_per_point_fmn", 7, ".3f")]
+                        ("cpu_s_per_point_fmn", 7, ".3f"), ("floor_s_per_point", 6, ".3f"), ("gp_over_floor", 8, ".2f")]
                 cells = [f"{'-':>{w}}" if isinstance(row[k], float) and math.isnan(row[k]) else f"{row[k]:{w}{spec}}"
                          for k, w, spec in cols]
                 print(f"{row['n']:>5} {norm:>5} " + " ".join(cells), flush=True)
