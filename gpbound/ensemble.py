@@ -124,6 +124,7 @@ class NetworkEnsemble:
             return bool(self.vectorize)
         # vmap over one network only adds its overhead (measured 2.2-3.2x the loop)
         return shared or self.K > 1
+
     def _apply_all(self, x: torch.Tensor, shared: bool) -> torch.Tensor:
         """``(K, P, n)`` (or ``(N, n)`` if shared) -> ``(K, P, output_dim)``."""
         if self._use_vmap(x, shared):
