@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from .layers import (_MAX_GRID_DIMS, AvgPool, Conv, Dense, Flatten, GlobalAvgPool, Layer, ReLU, Residual, Serial,
-                     Spec, _BuildCtx, _check_variance, _pos_int, serial)
+                     Spec, _BuildCtx, _check_variance, _pos_int, serial, stacked_forward)
 from .state import KernelState, VarTape, input_state
 
 __all__ = ["Architecture", "serial", "layer_from_dict"]
@@ -101,6 +101,20 @@ class _Network(nn.Module):
             raise ValueError(f"x must have shape (B, {self.n}) or (B, {', '.join(map(str, self.input_shape))}) "
                              f"(input_shape={self.input_shape}); got {tuple(x.shape)}")
         return self.body(x).reshape(x.shape[0], -1)
+
+    def stacked(self, params: dict, x):
+        """``K`` networks of this structure in one call (:func:`~gpbound.kernels.layers.stacked_forward`):
+        ``params`` maps each parameter name to its ``K`` stacked values ``(K, ...)``; ``x`` is ``(P, K, n)``
+        or ``(P, K, *input_shape)`` (point ``p`` of network ``k`` at ``x[p, k]``).  Returns ``(P, K,
+        output_dim)``."""
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"x must be a torch.Tensor; got {type(x).__name__}")
+        if x.dim() == 3 and x.shape[2] == self.n:
+            x = x.reshape(*x.shape[:2], *self.input_shape)
+        elif x.dim() < 2 or tuple(x.shape[2:]) != self.input_shape:
+            raise ValueError(f"x must have shape (P, K, {self.n}) or (P, K, {', '.join(map(str, self.input_shape))}) "
+                             f"(input_shape={self.input_shape}); got {tuple(x.shape)}")
+        return stacked_forward(self.body, params, x, "body.").reshape(*x.shape[:2], -1)
 
 
 class Architecture:

@@ -269,6 +269,16 @@ class _ConvModule(nn.Module):
             return self.conv(x, self.weight, self.bias, stride=self.stride)
         return self.conv(x, self.weight, self.bias)
 
+    def _stacked(self, x, params, prefix):
+        # (P, K, C, *grid) -> (P, K C, *grid) (a view): the K networks' channels side by side, one grouped conv
+        P, K = x.shape[:2]
+        x = x.reshape(P, K * x.shape[2], *x.shape[3:])
+        if any(self.pads):
+            x = circular_pad(x, self.pads) if self.pad_mode == "circular" else Fn.pad(x, self.pads)
+        w, b = params[prefix + "weight"], params[prefix + "bias"]
+        y = self.conv(x, w.reshape(K * w.shape[1], *w.shape[2:]), b.reshape(-1), stride=self.stride, groups=K)
+        return y.reshape(P, K, w.shape[1], *y.shape[2:])
+
 
 class _LinearModule(nn.Module):
     def __init__(self, d_in, d_out, ctx: _BuildCtx, sw2, sb2):
@@ -278,6 +288,13 @@ class _LinearModule(nn.Module):
 
     def forward(self, x):
         return Fn.linear(x.flatten(1), self.weight, self.bias)
+
+    def _stacked(self, x, params, prefix):
+        # (P, K, ...) -> (P, K, d_out): network k's flattened input times its own weight (one batched GEMM)
+        P, K = x.shape[:2]
+        w, b = params[prefix + "weight"], params[prefix + "bias"]
+        y = torch.baddbmm(b.unsqueeze(1), x.reshape(P, K, -1).transpose(0, 1), w.transpose(1, 2))
+        return y.transpose(0, 1)
 
 
 class _PoolModule(nn.Module):
@@ -289,14 +306,25 @@ class _PoolModule(nn.Module):
     def forward(self, x):
         return self.pool(x, self.block, self.block)
 
+    def _stacked(self, x, params, prefix):
+        P, K = x.shape[:2]
+        y = self.pool(x.reshape(P, K * x.shape[2], *x.shape[3:]), self.block, self.block)
+        return y.reshape(P, K, x.shape[2], *y.shape[2:])
+
 
 class _GlobalPoolModule(nn.Module):
     def forward(self, x):
         return x.flatten(2).mean(-1)
 
+    def _stacked(self, x, params, prefix):
+        return x.flatten(3).mean(-1)
+
 
 class _ReLUModule(nn.Module):
     def forward(self, x):
+        return torch.relu(x)
+
+    def _stacked(self, x, params, prefix):
         return torch.relu(x)
 
 
@@ -314,6 +342,42 @@ class _ResidualModule(nn.Module):
         s = x if self.shortcut is None else self.shortcut(x)
         out = s + y
         return torch.relu(out) if self.post_activation else out
+
+    def _stacked(self, x, params, prefix):
+        y = stacked_forward(self.block, params, x, prefix + "block.")
+        s = x if self.shortcut is None else stacked_forward(self.shortcut, params, x, prefix + "shortcut.")
+        out = s + y
+        return torch.relu(out) if self.post_activation else out
+
+
+#: the finite modules that run K stacked copies of themselves (:func:`stacked_forward`), by exact type
+_STACKED = (nn.Sequential, _ConvModule, _LinearModule, _PoolModule, _GlobalPoolModule, _ReLUModule, _ResidualModule)
+
+
+def supports_stacked(module: nn.Module) -> bool:
+    """Whether every submodule of ``module`` is one of gpbound's finite modules (exact types, so a
+    subclass that changes ``forward`` is never stacked): then :func:`stacked_forward` computes it."""
+    return all(type(m) in _STACKED for m in module.modules())
+
+
+def stacked_forward(module: nn.Module, params: dict, x: torch.Tensor, prefix: str = "") -> torch.Tensor:
+    """``K`` networks of the structure of ``module`` in one call, without ``vmap``.
+
+    ``params`` maps each parameter name of ``module`` (after ``prefix``) to its ``K`` stacked values
+    ``(K, ...)`` (as ``torch.func.stack_module_state`` gives them); ``x`` has the layout ``(P, K, ...)``:
+    point ``p`` of network ``k`` at ``x[p, k]``.  Convolutions and poolings see ``(P, K C, *grid)``, the
+    K networks' channels side by side, a view of that layout: a convolution is one grouped convolution
+    (``groups = K``) and a pooling one call, with no relayout copies; a dense layer is one batched GEMM.
+    Returns ``(P, K, ...)``: the output of network ``k`` on ``x[:, k]`` (equal to
+    ``module(x[:, k])`` up to rounding).  Requires :func:`supports_stacked`.
+    """
+    if type(module) is nn.Sequential:
+        for name, child in module.named_children():
+            x = stacked_forward(child, params, x, f"{prefix}{name}.")
+        return x
+    if type(module) not in _STACKED:
+        raise TypeError(f"stacked_forward: {type(module).__name__} is not one of gpbound's finite modules")
+    return module._stacked(x, params, prefix)
 
 
 # ---------------------------------------------------------------------------- layers
