@@ -5,7 +5,8 @@ C = 16, float32, one network per ``--points`` points), same points ``x0 ~ U[0, 1
 ``[0, 1]``, for n = 3 s^2 (s = 12: n = 432; s = 32: n = 3072) and l1 / l2 / linf, on one thread
 (``torch.set_num_threads(1)`` in both processes).  gpbound: ``minimal_distance(ens, x0, p,
 bounds=(0, 1))`` with its default ensemble on a :class:`gpbound.ensemble.NetworkEnsemble` (its
-default ``vectorize="auto"``: one vmapped call of all networks; ``--loop`` / ``--vmap`` force one); every
+default ``vectorize="auto"``: the stacked forward of all networks, one grouped convolution per layer;
+``--loop`` / ``--vmap`` force the loop or one vmapped call); every
 returned point verified (a flip of the exact network, its float64 copy, and a strict flip of the
 float32 network batched and alone) and moved onto the exact crossing.  FMN: foolbox's ``L1FMNAttack`` /
 ``L2FMNAttack`` / ``LInfFMNAttack`` with foolbox's defaults (100 steps), one network at a
@@ -44,7 +45,7 @@ Set-up of the peer environment (foolbox is a benchmark-only dependency, never in
     python benchmarks/attacks.py --fbenv /tmp/fbenv [--sizes 12 32] [--networks 8] [--points 5] [--json out.json]
     python benchmarks/attacks.py --quick --fbenv /tmp/fbenv      # smoke run (s = 4, 2 x 3 points)
     python benchmarks/attacks.py --quick                          # no foolbox: gpbound's columns only
-    python benchmarks/attacks.py --fbenv /tmp/fbenv --sizes 32 --loop   # networks looped (--vmap: vmapped)
+    python benchmarks/attacks.py --fbenv /tmp/fbenv --sizes 32 --loop   # networks looped (--vmap: vmapped, not stacked)
 """
 import argparse
 import json
@@ -192,7 +193,7 @@ def main(argv=None):
     mode.add_argument("--loop", action="store_true", help="gpbound's ensemble evaluates its networks one by "
                       "one (vectorize=False) instead of its default rule (vectorize='auto')")
     mode.add_argument("--vmap", action="store_true", help="gpbound's ensemble evaluates its networks in one "
-                      "vmapped call (vectorize=True)")
+                      "vmapped call (vectorize='vmap') instead of its stacked forward")
     ap.add_argument("--quick", action="store_true", help="smoke run: s = 4, 2 networks x 3 points")
     ap.add_argument("--fmn-cache", default=None, help="folder: reuse FMN results of an earlier run "
                     "(same sizes, networks, points, seed); its timings are then the earlier run's")
@@ -220,13 +221,13 @@ def main(argv=None):
     print(f"gpbound default ensemble ({args.gp_steps} steps) vs foolbox FMN ({args.fmn_steps} steps), "
           f"resnet preset C = 16, float32, "
           f"box [0, 1], {args.networks} networks x {args.points} points, 1 thread, "
-          f"ensemble {'looped' if args.loop else 'vmapped' if args.vmap else 'auto'}; TOL = {tolerance():.2e}")
+          f"ensemble {'looped' if args.loop else 'vmapped' if args.vmap else 'auto (stacked)'}; TOL = {tolerance():.2e}")
     hdr = (f"{'n':>5} {'norm':>5} {'med ratio':>9} {'gp<=FMN':>8} {'same-rule':>9} {'<=+TOL':>7} {'<=+0.1%':>8} "
            f"{'>1% worse':>9} {'fail gp':>7} {'fail FMN':>8} {'fail rule':>9} {'s/pt gp':>8} {'s/pt FMN':>8} "
            f"{'cpu gp':>7} {'cpu FMN':>7} {'floor':>6} {'gp/floor':>8}")
     print(hdr)
     for size in args.sizes:
-        vectorize = False if args.loop else True if args.vmap else "auto"
+        vectorize = False if args.loop else "vmap" if args.vmap else "auto"
         ens, x0 = build_cell(size, args.networks, args.points, args.seed, vectorize=vectorize)
         B, P = x0.shape[0], args.points
         y0_alone = alone(ens, x0, P)
