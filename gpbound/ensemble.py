@@ -1,7 +1,9 @@
 """Many networks of one architecture evaluated in one batched call.
 
 The parameters of ``K`` structurally identical ``torch.nn.Module`` s are stacked
-(``torch.func.stack_module_state``) and the module is applied with
+(``torch.func.stack_module_state``).  gpbound's own networks (``Architecture.network``) then run
+K stacked copies of each layer (:func:`gpbound.kernels.layers.stacked_forward`: one grouped
+convolution per layer, no ``vmap``); any other module is applied with
 ``torch.func.functional_call`` under ``torch.func.vmap`` over the network index.
 :class:`NetworkEnsemble` exposes this as a *row-wise* scalar function
 ``(K*P, n) -> (K*P,)`` (row ``k*P + j`` is point ``j`` of network ``k``) that

@@ -179,7 +179,7 @@ def sample_network_paths(arch, X, num_networks: int, width=None, sigma_w2: float
     ``phi_k(x) = arch.network(width, sigma_w2, sigma_b2, seed=s_k)(x)[output]``; as the
     width grows these are samples of the GP with kernel ``NNGPKernel(arch, sigma_w2,
     sigma_b2)`` (docs/theory.md section 1).  Networks are evaluated ``chunk`` at a time in one
-    ``vmap`` call (:class:`gpbound.ensemble.NetworkEnsemble`); seeds
+    batched call (:class:`gpbound.ensemble.NetworkEnsemble`: K stacked copies of each layer); seeds
     ``s_k = spawn_seeds(seed, num_networks)``.
 
     Parameters

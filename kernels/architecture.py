@@ -112,8 +112,8 @@ class _Network(nn.Module):
         if x.dim() == 3 and x.shape[2] == self.n:
             x = x.reshape(*x.shape[:2], *self.input_shape)
         elif x.dim() < 2 or tuple(x.shape[2:]) != self.input_shape:
-            raise ValueError(f"x must have shape (P, K, {self.n}) or (P, K, {', '.join(map(str, self.input_shape))}) "
-                             f"(input_shape={self.input_shape}); got {tuple(x.shape)}")
+            raise ValueError(f"each point of x must have shape ({self.n},) or {self.input_shape} (input_shape); "
+                             f"got x of shape {tuple(x.shape)} (points, networks, ...)")
         return stacked_forward(self.body, params, x, "body.").reshape(*x.shape[:2], -1)
 
 
