@@ -268,7 +268,8 @@ def test_fmn_step_schedule_warp_closed_form_and_is_used(monkeypatch):
     real = fmn.fmn_attack
 
     def spy(*a, **k):
-        seen.append(k.get("alpha_warp", 1.0))
+        if not k.get("box_aware"):   # the box-aware FMN on missed rows uses the same schedule
+            seen.append(k.get("alpha_warp", 1.0))
         return real(*a, **k)
 
     monkeypatch.setattr(core, "fmn_attack", spy)
@@ -296,3 +297,60 @@ def test_restrict_rows_layout():
     assert sub.K == 3 and sub.P == 3
     assert rows.tolist() == [1, 3, 1, 13, 14, 15, 16, 16, 16]
     assert [id(n) for n in sub.networks] == [id(nets[0]), id(nets[3]), id(nets[4])]
+
+
+def _capped_affine():
+    """f(x) = w.x + b with a steep coordinate (w_0 = 100) on the face x_0 = 1 it would push against: the
+    minimal distances in [0, 1]^20 are those of the 19 free unit coordinates, f(x0) = -3.2 (closed form:
+    l1 3.2, l2 3.2 / sqrt(19), linf 3.2 / 19; every free coordinate moves by 3.2 / 19 < 0.5)."""
+    n = 20
+    w = torch.ones(n, dtype=torch.float64)
+    w[0] = 100.0
+    x0 = torch.full((2, n), 0.5, dtype=torch.float64)
+    x0[:, 0] = 1.0
+    b = -3.2 - float(w @ x0[0])
+    return (lambda x: x @ w + b), x0, {1.0: 3.2, 2.0: 3.2 / math.sqrt(19), math.inf: 3.2 / 19}
+
+
+@pytest.mark.parametrize("p", [1.0, 2.0, math.inf])
+def test_box_aware_fmn_reaches_the_closed_form_where_fmn_cannot(p):
+    # plain FMN: its unboxed radius |f| / ||w||_q and its step both go to the capped coordinate, so it never
+    # flips (the power of this test); the box-aware FMN ("fmn_box") reaches the closed form
+    f, x0, exact = _capped_affine()
+    plain = minimal_distance(f, x0, p, bounds=BOX, attacks=("fmn",), polish_steps=0)
+    assert not bool(plain.success.any())
+    res = minimal_distance(f, x0, p, bounds=BOX, attacks=("fmn_box",), polish_steps=0)
+    assert bool(res.success.all())
+    assert torch.allclose(res.distance, torch.full_like(res.distance, exact[p]), rtol=1e-6, atol=0.0)
+    assert bool(((res.x_adv >= 0) & (res.x_adv <= 1)).all())
+
+
+def test_box_aware_fmn_runs_only_on_missed_rows_and_bad_input(monkeypatch):
+    # row 0 on the other side, f(x0) = +3.2, where the steep coordinate is free to move down (FMN finds it), and
+    # the capped row 1 (FMN misses it): "fmn_box" then attacks only the missed row; the default boxed
+    # ensemble ends with it
+    import gpbound.attacks.core as core
+
+    from gpbound.attacks import DEFAULT_BOXED_ATTACKS
+
+    f, x0, exact = _capped_affine()
+    x0[0, 1:] += 6.4 / 19
+    assert float(f(x0)[0]) == pytest.approx(3.2, rel=1e-12)
+    seen = []
+    real = core.fmn_attack
+
+    def spy(g, xa, ya, p, **kw):
+        out = real(g, xa, ya, p, **kw)
+        if kw.get("box_aware"):
+            seen.append(((out != xa).any(-1)).tolist())
+        return out
+    monkeypatch.setattr(core, "fmn_attack", spy)
+    res = minimal_distance(f, x0, 2, bounds=BOX, attacks=("fmn", "fmn_box"), polish_steps=0)
+    assert bool(res.success.all()) and res.best_attack == ["fmn", "fmn_box"]
+    assert seen == [[True]]                      # called on the missed row only (f restricted to it)
+    assert float(res.distance[1]) == pytest.approx(exact[2], rel=1e-6)
+    assert all(att[-1] == "fmn_box" for att in DEFAULT_BOXED_ATTACKS.values())
+    with pytest.raises(ValueError, match="fmn_box.*bounds"):
+        minimal_distance(f, x0, 2, attacks=("fmn_box",))
+    with pytest.raises(TypeError, match="box_aware"):
+        real(f, x0, f(x0), 2.0, steps=2, bounds=BOX, box_aware=1)

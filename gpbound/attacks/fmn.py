@@ -26,7 +26,7 @@ from typing import Optional, Tuple
 
 import torch
 
-from .norms import dual_exponent, lp_norm, project_lp_ball
+from .norms import dual_exponent, lp_norm, project_hyperplane_box, project_lp_ball
 from .verify import evaluate, flip_margin, is_adversarial, value_and_grad
 
 
@@ -57,7 +57,7 @@ def fmn_attack(f, x0: torch.Tensor, y0: torch.Tensor, p: float, steps: int = 100
                gamma_init: float = 0.05, gamma_final: float = 0.001,
                bounds: Optional[Tuple[float, float]] = None,
                start: Optional[torch.Tensor] = None, input_units: bool = False,
-               alpha_warp: float = 1.0) -> torch.Tensor:
+               alpha_warp: float = 1.0, box_aware: bool = False) -> torch.Tensor:
     """Fast Minimum-Norm attack, batched over all rows; returns unverified candidates.
 
     Parameters
@@ -78,6 +78,14 @@ def fmn_attack(f, x0: torch.Tensor, y0: torch.Tensor, p: float, steps: int = 100
     alpha_warp : float, default 1.0
         Time warp of the step-size schedule: ``alpha_k`` is annealed at ``(k / steps) ** alpha_warp``
         (:func:`_cosine`; 1 is FMN's cosine annealing; ``gamma_k`` keeps it).
+    box_aware : bool, default False
+        With ``bounds``, FMN made aware of the box where its steepest coordinates are capped: (a) until a
+        row's first flip, its radius is ``||delta||_p`` plus the exact minimal lp step onto the linearised
+        boundary inside the box (:func:`gpbound.attacks.norms.project_hyperplane_box`; for l1 a
+        fractional knapsack) instead of the unboxed ``|f| / ||grad f||_q`` (for l1 one coordinate's
+        move, which the box may not allow); (b) the normalised gradient step uses only the coordinates
+        free to move (a coordinate on a face of the box and pushed against it is left out), where a
+        capped coordinate with a large gradient would otherwise absorb almost all of the step.
 
     Returns
     -------
@@ -98,6 +106,8 @@ def fmn_attack(f, x0: torch.Tensor, y0: torch.Tensor, p: float, steps: int = 100
     if not (isinstance(alpha_warp, (int, float)) and not isinstance(alpha_warp, bool) and alpha_warp > 0
             and math.isfinite(alpha_warp)):
         raise ValueError(f"alpha_warp must be a finite float > 0; got {alpha_warp!r}")
+    if not isinstance(box_aware, bool):
+        raise TypeError(f"box_aware must be True or False; got {box_aware!r}")
     for k in range(int(steps)):
         alpha = (alpha_final + (alpha_init - alpha_final) * _cosine(k, steps, alpha_warp)) * scale
         gamma = gamma_final + (gamma_init - gamma_final) * _cosine(k, steps)
@@ -112,9 +122,19 @@ def fmn_attack(f, x0: torch.Tensor, y0: torch.Tensor, p: float, steps: int = 100
         gl = s0.unsqueeze(-1) * g
         # past the linearised boundary by twice the flip margin (else an affine f stays on it)
         to_boundary = ((s0 * fx).abs() + 2.0 * margin) / lp_norm(gl, q).clamp_min(torch.finfo(x0.dtype).tiny)
+        if box_aware and bounds is not None and not bool(found.all()):
+            # in a box: the exact minimal lp step onto the linearised boundary inside the box (a fractional
+            # knapsack for l1), not the unboxed |f| / ||g||_q: where the steepest coordinates are
+            # capped by the box, the unboxed step underestimates the radius and the search never leaves x0
+            step, _ = project_hyperplane_box(x, gl, s0 * fx + 2.0 * margin, p, bounds)
+            to_boundary = torch.where(found, to_boundary, lp_norm(step, p))
         eps = torch.where(adv, torch.minimum(eps * (1.0 - gamma), best_norm),
                           torch.where(found, eps * (1.0 + gamma), dn + to_boundary))
         eps = torch.minimum(eps, worst)
+        if box_aware and bounds is not None:
+            # the step -gl restricted to the coordinates free to move (not on a face it pushes against),
+            # so that a capped steep coordinate does not absorb the normalised step
+            gl = torch.where(((x >= bounds[1]) & (gl < 0)) | ((x <= bounds[0]) & (gl > 0)), torch.zeros_like(gl), gl)
         gn = lp_norm(gl, 2.0).clamp_min(torch.finfo(x0.dtype).tiny).unsqueeze(-1)
         delta = delta - alpha.unsqueeze(-1) * gl / gn
         delta = project_lp_ball(delta, eps, p)
