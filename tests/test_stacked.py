@@ -124,35 +124,34 @@ def test_stacked_input_shape_errors():
         ens._base.stacked(ens.params, [[0.0]])
 
 
-@pytest.mark.parametrize("plant", ["conv_networks_swapped", "linear_networks_swapped", "pool_channels_mixed"])
-def test_planted_stacking_errors_are_caught(plant, monkeypatch):
+def _weights_of_the_next_network(cls):
+    """``cls._stacked`` given each network's weight rolled to the next network (a pairing error)."""
+    real = cls._stacked
+
+    def wrong(self, x, params, prefix):
+        p = dict(params)
+        p[prefix + "weight"] = params[prefix + "weight"].roll(1, 0)
+        return real(self, x, p, prefix)
+    return wrong
+
+
+def _pool_channels_mixed():
+    real = layers_module._PoolModule._stacked
+
+    def wrong(self, x, params, prefix):
+        return real(self, x.transpose(1, 2).reshape(x.shape), params, prefix)
+    return wrong
+
+
+@pytest.mark.parametrize("plant,cls,name", [
+    ("conv_networks_swapped", layers_module._ConvModule, "resnet"),
+    ("linear_networks_swapped", layers_module._LinearModule, "dense"),
+    ("pool_channels_mixed", layers_module._PoolModule, "conv3d_circular_pool")])
+def test_planted_stacking_errors_are_caught(plant, cls, name, monkeypatch):
     # power: the oracle above fails when the stacked forward pairs a network with another's weights, or mixes
     # the channels of two networks in a pooling
-    if plant == "conv_networks_swapped":
-        real = layers_module._ConvModule._stacked
-
-        def wrong(self, x, params, prefix):
-            p = dict(params)
-            p[prefix + "weight"] = params[prefix + "weight"].roll(1, 0)
-            return real(self, x, p, prefix)
-        monkeypatch.setattr(layers_module._ConvModule, "_stacked", wrong)
-        name = "resnet"
-    elif plant == "linear_networks_swapped":
-        real = layers_module._LinearModule._stacked
-
-        def wrong(self, x, params, prefix):
-            p = dict(params)
-            p[prefix + "weight"] = params[prefix + "weight"].roll(1, 0)
-            return real(self, x, p, prefix)
-        monkeypatch.setattr(layers_module._LinearModule, "_stacked", wrong)
-        name = "dense"
-    else:
-        real = layers_module._PoolModule._stacked
-
-        def wrong(self, x, params, prefix):
-            return real(self, x.transpose(1, 2).reshape(x.shape), params, prefix)
-        monkeypatch.setattr(layers_module._PoolModule, "_stacked", wrong)
-        name = "conv3d_circular_pool"
+    wrong = _pool_channels_mixed() if plant == "pool_channels_mixed" else _weights_of_the_next_network(cls)
+    monkeypatch.setattr(cls, "_stacked", wrong)
     ens, x = _ensemble(name)
     ey, eg = _errors(ens, x)
     assert max(ey, eg) > 1e-3, (plant, ey, eg)
