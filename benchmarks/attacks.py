@@ -221,7 +221,8 @@ def main(argv=None):
     print(f"gpbound default ensemble ({args.gp_steps} steps) vs foolbox FMN ({args.fmn_steps} steps), "
           f"resnet preset C = 16, float32, "
           f"box [0, 1], {args.networks} networks x {args.points} points, 1 thread, "
-          f"ensemble {'looped' if args.loop else 'vmapped' if args.vmap else 'auto (stacked)'}; TOL = {tolerance():.2e}")
+          f"ensemble {'looped' if args.loop else 'vmapped' if args.vmap else 'auto (stacked)'}; "
+          f"TOL = {tolerance():.2e}")
     hdr = (f"{'n':>5} {'norm':>5} {'med ratio':>9} {'gp<=FMN':>8} {'same-rule':>9} {'<=+TOL':>7} {'<=+0.1%':>8} "
            f"{'>1% worse':>9} {'fail gp':>7} {'fail FMN':>8} {'fail rule':>9} {'s/pt gp':>8} {'s/pt FMN':>8} "
            f"{'cpu gp':>7} {'cpu FMN':>7} {'floor':>6} {'gp/floor':>8}")

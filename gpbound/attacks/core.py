@@ -29,9 +29,9 @@ from .verify import BOUNDARY_SEARCHES, evaluate, evaluate_alone, float64_referen
 DEFAULT_ATTACKS = {1.0: ("linear", "fmn", "coord"), 2.0: ("linear", "fmn", "ddn"),
                    math.inf: ("linear", "fmn")}
 #: attacks run by default inside a box: FMN (foolbox's step sizes), then FAB on the rows FMN missed, then
-#: FMN with the boxed radius rule (``"fmn_box"``) on the rows both missed.  Measured (benchmarks/attacks.py,
-#: l1, n = 432, 40 points): FMN and FAB missed 1 and 6 points on seeds 0 and 1 (foolbox's FMN 9 and 11);
-#: ``"fmn_box"`` finds 1 and 5 of them
+#: the box-aware FMN (``"fmn_box"``) on the rows both missed.  Measured (benchmarks/attacks.py, l1, n = 432,
+#: 40 points): FMN and FAB missed 1 and 6 points on seeds 0 and 1 (foolbox's FMN 9 and 11); ``"fmn_box"``
+#: finds all of them
 DEFAULT_BOXED_ATTACKS = {1.0: ("fmn", "fab", "fmn_box"), 2.0: ("fmn", "fab", "fmn_box"),
                          math.inf: ("fmn", "fab", "fmn_box")}
 ATTACKS = ("linear", "fmn", "ddn", "coord", "fab", "fmn_box")
@@ -189,10 +189,10 @@ def minimal_distance(f: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor
     schedule warped by :data:`BOXED_FMN_ALPHA_WARP`; radius factor annealed to :data:`BOXED_FMN_GAMMA_FINAL`),
     then the box-aware FAB attack (:func:`gpbound.attacks.fab.fab_attack`, exact boxed
     projections, for l1 a fractional knapsack) only on the rows FMN missed (skipped when
-    there are none), then on the rows still missed FMN whose radius, until its first flip, is
-    the exact minimal lp step onto the linearised boundary inside the box (``"fmn_box"``: the
-    unboxed ``|f| / ||grad f||_q`` underestimates it where the steepest coordinates are capped by
-    the box, and l1 FMN then never leaves ``x0``), and ``polish_steps`` boundary linearisations of the best points
+    there are none), then on the rows still missed the box-aware FMN (``"fmn_box"``: until its first
+    flip its radius is the exact minimal lp step onto the linearised boundary inside the box, and its
+    steps use only the coordinates free to move; plain FMN stalls where its steepest coordinates are
+    capped by the box), and ``polish_steps`` boundary linearisations of the best points
     (:func:`gpbound.attacks.deepfool.refine_boundary`).  Each attack's
     candidate is verified
     candidate (label flip ``f(x0) f(x_adv) < 0`` with a margin of a few hundred
@@ -230,8 +230,8 @@ def minimal_distance(f: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor
     attacks : sequence of {"linear", "fmn", "ddn", "coord", "fab", "fmn_box"}, optional
         Ensemble to run, in this order; default ``DEFAULT_ATTACKS[p]``, or
         ``DEFAULT_BOXED_ATTACKS[p]`` when ``bounds`` is given.  ``"fab"`` runs
-        ``max(10, steps // 2)`` iterations; ``"fmn_box"`` (only with ``bounds``) is the boxed FMN with
-        the boxed radius rule (:func:`gpbound.attacks.fmn.fmn_attack`'s ``box_aware``).  Both run,
+        ``max(10, steps // 2)`` iterations; ``"fmn_box"`` (only with ``bounds``) is the boxed FMN made
+        aware of the box (:func:`gpbound.attacks.fmn.fmn_attack`'s ``box_aware``).  Both run,
         after another attack, only on the rows without a verified example (skipped when there are
         none).  ``"coord"``
         searches single-coordinate moves up to the best distance so far (or ``||x0||_1``),
@@ -426,7 +426,8 @@ def minimal_distance(f: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor
         if gen is None:
             gen = torch.Generator().manual_seed(0)
         ref = torch.where(torch.isfinite(best_d), best_d, lp_norm(x0, p).clamp_min(1.0))
-        for name in [nm for nm in names if nm in ("linear", "fmn", "fab", "fmn_box")]:  # "coord" is deterministic
+        # "coord" is deterministic
+        for name in [nm for nm in names if nm in ("linear", "fmn", "fab", "fmn_box")]:
             # log-uniform start radius in [ref/100, ref]: explores pockets much nearer than ref
             u = torch.rand(B, generator=gen, dtype=x0.dtype).to(x0.device)
             accept(name, run(name, start=_random_start(x0, ref * 100.0 ** (-u), p, gen)))
