@@ -139,9 +139,10 @@ class NetworkEnsemble:
 
     def _apply_all(self, x: torch.Tensor, shared: bool) -> torch.Tensor:
         """``(K, P, n)`` (or ``(N, n)`` if shared) -> ``(K, P, output_dim)``."""
-        if self._use_vmap(x, shared) and self._stackable and self.vectorize != "vmap":
+        batched = self._use_vmap(x, shared)
+        if batched and self._stackable and self.vectorize != "vmap":
             return self._stacked(x, shared)
-        if self._use_vmap(x, shared):
+        if batched:
             def call(params, buffers, xi):
                 return functional_call(self._base, (params, buffers), (xi,))
             try:
