@@ -114,6 +114,14 @@ class _Network(nn.Module):
         elif x.dim() < 2 or tuple(x.shape[2:]) != self.input_shape:
             raise ValueError(f"each point of x must have shape ({self.n},) or {self.input_shape} (input_shape); "
                              f"got x of shape {tuple(x.shape)} (points, networks, ...)")
+        if len(self.input_shape) == 3:
+            # 2-D grids: channels last, (P, H, W, K, C) in memory, so that the grouped convolutions' view
+            # (P, K C, H, W) is torch's channels_last and every layer keeps it (3-D grids stay contiguous:
+            # torch's avg_pool3d returns contiguous outputs).  Theory ResNet,
+            # C = 16, 8 networks x 5 points, float32, 1 thread, forward + backward: 32 x 32 grid 39 -> 20 ms,
+            # 12 x 12 5.8 -> 4.5 ms (oneDNN's grouped convolution backward is ~2x faster in that layout)
+            order = (0, *range(3, x.dim()), 1, 2)
+            x = x.permute(order).contiguous().permute(tuple(sorted(range(x.dim()), key=order.__getitem__)))
         return stacked_forward(self.body, params, x, "body.").reshape(*x.shape[:2], -1)
 
 

@@ -52,7 +52,7 @@ def _fold(g: torch.Tensor, pads: Tuple[int, ...]) -> torch.Tensor:
     out = g
     for d, lo, n, _ in dims:
         out = out.narrow(d, lo, n)
-    out = out.clone(memory_format=torch.contiguous_format)
+    out = out.clone(memory_format=_layout_of(g))
     for blocks in itertools.product(*(_parts(lo, n, hi) for _, lo, n, hi in dims)):
         if all(b[0] == lo for b, (_, lo, _, _) in zip(blocks, dims)) or any(b[1] == 0 for b in blocks):
             continue  # the interior (already there) or an empty strip
@@ -63,9 +63,49 @@ def _fold(g: torch.Tensor, pads: Tuple[int, ...]) -> torch.Tensor:
     return out
 
 
+def _layout_of(t: torch.Tensor) -> torch.memory_format:
+    """The memory format of ``t`` that its copies keep: ``channels_last`` where a 4-D ``t`` is laid out so
+    (the stacked networks' 2-D grids, :meth:`gpbound.kernels.architecture._Network.stacked`), else
+    contiguous.  Read from the strides (``is_contiguous(memory_format=...)`` is not available under vmap);
+    a dimension of size 1 has no stride to check."""
+    if t.dim() != 4:
+        return torch.contiguous_format
+    _, C, H, W = t.shape
+    last = (H * W * C, 1, W * C, C)
+    first = (C * H * W, H * W, W, 1)
+
+    def matches(strides):
+        return all(s == e for n, s, e in zip(t.shape, t.stride(), strides) if n > 1)
+    return torch.channels_last if matches(last) and not matches(first) else torch.contiguous_format
+
+
+def _pad_in_layout(x: torch.Tensor, pads: Tuple[int, ...]) -> torch.Tensor:
+    """The values of :func:`_pad` in the memory layout of a channels-last ``x`` (torch's circular pad
+    returns a contiguous tensor, and a convolution or ReLU that mixes layouts costs up to 4x): the padded
+    grid allocated in that layout, then the interior and each wrapped strip copied in."""
+    dims = []
+    for i in range(len(pads) // 2):
+        d = x.dim() - 1 - i
+        dims.append((d, pads[2 * i], x.shape[d], pads[2 * i + 1]))
+    shape = list(x.shape)
+    for d, lo, n, hi in dims:
+        shape[d] = lo + n + hi
+    out = torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=_layout_of(x))
+    for blocks in itertools.product(*(_parts(lo, n, hi) for _, lo, n, hi in dims)):
+        if any(b[1] == 0 for b in blocks):
+            continue  # an empty strip
+        dst, src = out, x
+        for (d, _, _, _), (s0, length, t0) in zip(dims, blocks):
+            dst, src = dst.narrow(d, s0, length), src.narrow(d, t0, length)
+        dst.copy_(src)
+    return out
+
+
 def _pad(x: torch.Tensor, pads: Tuple[int, ...]) -> torch.Tensor:
     """The values: torch's circular pad, on ``x`` viewed as ``(M, *grid)`` (the one input rank torch's
     circular mode takes for every grid rank 1-3)."""
+    if _layout_of(x) is not torch.contiguous_format:
+        return _pad_in_layout(x, pads)
     nd = len(pads) // 2
     y = Fn.pad(x.reshape(-1, *x.shape[x.dim() - nd:]), pads, mode="circular")
     return y.reshape(*x.shape[:x.dim() - nd], *y.shape[1:])

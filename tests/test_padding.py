@@ -49,6 +49,46 @@ def test_backward_equals_defining_sum(shape, pads):
     assert torch.autograd.gradcheck(lambda t: circular_pad(t, pads, fold=True), (x.detach().requires_grad_(),))
 
 
+CHANNELS_LAST = [((2, 6, 5, 7), (1, 1, 1, 1), torch.channels_last),
+                 ((3, 4, 6, 5), (0, 2, 1, 0), torch.channels_last), ((2, 5, 3, 4), (3, 4, 2, 3), torch.channels_last)]
+
+
+def _numpy_pad(x: np.ndarray, pads) -> np.ndarray:
+    """np.pad's periodic mode ("wrap") on the last len(pads) // 2 dimensions."""
+    nd = len(pads) // 2
+    widths = [(0, 0)] * (x.ndim - nd) + [(pads[2 * i], pads[2 * i + 1]) for i in range(nd)][::-1]
+    return np.pad(x, widths, mode="wrap")
+
+
+@pytest.mark.parametrize("fold", [True, False])
+@pytest.mark.parametrize("shape,pads,layout", CHANNELS_LAST)
+def test_channels_last_values_gradient_and_layout(shape, pads, layout, fold):
+    """A channels-last input (the stacked networks' grids) is padded in its own layout: values equal
+    numpy's periodic pad exactly, the gradient equals the defining sum (1e-13), and both the output and
+    the gradient stay channels-last, with the one-pass backward (``fold``) and with autograd's."""
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(shape, dtype=DT, generator=g).contiguous(memory_format=layout).requires_grad_(True)
+    y = circular_pad(x, pads, fold=fold)
+    np.testing.assert_array_equal(y.detach().numpy(), _numpy_pad(x.detach().numpy(), pads))
+    assert y.is_contiguous(memory_format=layout) and not y.is_contiguous()
+    gy = torch.randn(y.shape, dtype=DT, generator=g).contiguous(memory_format=layout)
+    (gx,) = torch.autograd.grad(y, x, gy)
+    ref = _numpy_fold(gy.numpy(), pads)
+    np.testing.assert_allclose(gx.numpy(), ref, rtol=0, atol=1e-13 * np.abs(ref).max())
+    if fold:  # autograd's backward of torch's pad returns its own layout
+        assert gx.is_contiguous(memory_format=layout)
+
+
+def test_planted_channels_last_pad_errors_are_caught(monkeypatch):
+    """Power of the channels-last test: a strip copied from the wrong end breaks the numpy comparison."""
+    x = torch.randn(2, 6, 5, 7, dtype=DT, generator=torch.Generator().manual_seed(8))
+    x = x.contiguous(memory_format=torch.channels_last)
+    pads = (1, 2, 1, 1)
+    monkeypatch.setattr(padding, "_parts", lambda lo, n, hi: [(lo, n, 0), (lo + n, hi, n - hi), (0, lo, 0)])
+    y = circular_pad(x, pads, fold=True)
+    assert np.abs(y.numpy() - _numpy_pad(x.numpy(), pads)).max() > 1e-3
+
+
 def test_second_order_and_forward_mode():
     """Double backward (gradgradcheck) and forward-mode AD (torch.func.jvp) through the fold path."""
     from torch.func import jvp

@@ -99,6 +99,27 @@ def test_stacked_is_the_batched_call_and_vmap_stays_available():
     assert layers_module.stacked_forward is real_stacked
 
 
+@pytest.mark.parametrize("name", ["resnet", "residual_shortcut_globalpool_dense"])
+def test_stacked_grids_run_channels_last(name, monkeypatch):
+    """Every grouped convolution of the stacked forward sees its input in channels-last layout (oneDNN's
+    fast one; a layer that dropped the layout would cost up to 2x, not a wrong value)."""
+    seen = []
+
+    def recording(conv):
+        def call(x, *a, **k):
+            seen.append(x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous())
+            return conv(x, *a, **k)
+        return call
+
+    ens, x = _ensemble(name, K=3, P=40)  # large enough for the one-pass pad
+    for m in ens._base.modules():
+        if isinstance(m, layers_module._ConvModule):
+            monkeypatch.setattr(m, "conv", recording(m.conv))
+    ey, eg = _errors(ens, x)
+    assert ey <= TOL and eg <= TOL
+    assert seen and all(seen), seen
+
+
 def test_foreign_module_is_never_stacked():
     # a subclass that changes forward is not one of gpbound's modules: vmap runs it, with its own forward
     class Doubled(layers_module._ReLUModule):
