@@ -186,8 +186,9 @@ def main(argv=None):
     ap.add_argument("--networks", type=int, default=8)
     ap.add_argument("--points", type=int, default=5, help="points per network")
     ap.add_argument("--fmn-steps", type=int, default=100)
-    ap.add_argument("--gp-steps", type=int, default=100, help="steps of gpbound's iterative attacks "
-                    "(minimal_distance(steps=...)); 100 is the default and the like-for-like setting")
+    ap.add_argument("--gp-steps", type=int, default=None, help="steps of gpbound's iterative attacks "
+                    "(minimal_distance(steps=...)); default: gpbound's default per norm (DEFAULT_STEPS: 100, "
+                    "150 for linf)")
     ap.add_argument("--seed", type=int, default=0)
     mode = ap.add_mutually_exclusive_group()
     mode.add_argument("--loop", action="store_true", help="gpbound's ensemble evaluates its networks one by "
@@ -218,7 +219,11 @@ def main(argv=None):
     rows = []
     if fb_python is None:
         print("foolbox: not installed (--fbenv or $FBENV; see the module docstring): gpbound's columns only")
-    print(f"gpbound default ensemble ({args.gp_steps} steps) vs foolbox FMN ({args.fmn_steps} steps), "
+    from gpbound.attacks import DEFAULT_STEPS
+
+    gp_steps = {norm: DEFAULT_STEPS[NORMS[norm]] if args.gp_steps is None else args.gp_steps for norm in args.norms}
+    print(f"gpbound default ensemble ({', '.join(f'{k} {v}' for k, v in gp_steps.items())} steps) vs foolbox FMN "
+          f"({args.fmn_steps} steps), "
           f"resnet preset C = 16, float32, "
           f"box [0, 1], {args.networks} networks x {args.points} points, 1 thread, "
           f"ensemble {'looped' if args.loop else 'vmapped' if args.vmap else 'auto (stacked)'}; "
@@ -265,11 +270,11 @@ def main(argv=None):
                                     "cpu_seconds": c_fmn}, cache)
                 t_step = step_seconds(ens, x0)
                 t, c = time.perf_counter(), time.process_time()
-                res = minimal_distance(ens, x0, p, bounds=(0.0, 1.0), steps=args.gp_steps,
+                res = minimal_distance(ens, x0, p, bounds=(0.0, 1.0), steps=gp_steps[norm],
                                        generator=torch.Generator().manual_seed(0))
                 t_gp, c_gp = time.perf_counter() - t, time.process_time() - c
                 d_gp = torch.where(res.success, res.distance, torch.full_like(res.distance, math.inf)).float()
-                floor = args.gp_steps * t_step / B
+                floor = gp_steps[norm] * t_step / B
                 row = {"n": x0.shape[1], "norm": norm, **summarize(d_gp, d_fmn, t_gp, t_fmn, B, d_fmn_rule, c_gp, c_fmn),
                        "step_seconds": t_step, "floor_s_per_point": floor, "gp_over_floor": t_gp / B / floor,
                        "d_gpbound": d_gp.tolist(), "d_fmn": d_fmn.tolist(), "d_fmn_same_rule": d_fmn_rule.tolist()}
@@ -285,7 +290,7 @@ def main(argv=None):
     if args.json:
         from gpbound.report.checks import atomic_write_text
         atomic_write_text(args.json, json.dumps({"networks": args.networks, "points_per_network": args.points, "fmn_steps": args.fmn_steps,
-                   "gp_steps": args.gp_steps,
+                   "gp_steps": gp_steps,
                        "threads": 1, "rows": rows}, indent=1))
     return rows
 

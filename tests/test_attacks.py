@@ -346,3 +346,27 @@ def test_ensemble_evaluate_rows_only_owning_networks_and_same_search():
     a, ca = find_boundary(ens, x, xa, y0, steps=50, margin=m, return_count=True)
     b, cb = find_boundary(plain, x, xa, y0, steps=50, margin=m, return_count=True)
     assert torch.equal(a, b) and ca == cb
+
+
+@pytest.mark.parametrize("norm,default", [(1, 100), (2, 100), ("linf", 150)])
+def test_default_steps_per_norm(norm, default, monkeypatch):
+    """``steps=None`` runs FMN for DEFAULT_STEPS[p] iterations (linf: 150, its search converges slowest);
+    an explicit ``steps`` wins; ``steps=True`` (a bool) is rejected."""
+    import gpbound.attacks.core as core
+    from gpbound.attacks import DEFAULT_STEPS
+    from gpbound.attacks.norms import parse_norm
+
+    seen = []
+    real = core.fmn_attack
+
+    def spy(*a, **kw):
+        seen.append(kw["steps"])
+        return real(*a, **kw)
+    monkeypatch.setattr(core, "fmn_attack", spy)
+    f = lambda x: x.sum(-1) - 1.0  # noqa: E731
+    x0 = torch.zeros(2, 3, dtype=torch.float64)
+    minimal_distance(f, x0, norm, attacks=("fmn",))
+    minimal_distance(f, x0, norm, attacks=("fmn",), steps=7)
+    assert seen == [default, 7] and DEFAULT_STEPS[parse_norm(norm)] == default
+    with pytest.raises(ValueError, match="steps must be None or an int"):
+        minimal_distance(f, x0, norm, steps=True)

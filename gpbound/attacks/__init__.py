@@ -8,7 +8,7 @@ per point, the smallest distance (docs/theory.md section 6).  :mod:`.ensemble` e
 many networks of one architecture in one batched call; :mod:`.exact` is the exact
 oracle for affine ``f``.
 """
-from .core import ATTACKS, DEFAULT_ATTACKS, DEFAULT_BOXED_ATTACKS, AttackResult, minimal_distance
+from .core import ATTACKS, DEFAULT_ATTACKS, DEFAULT_BOXED_ATTACKS, DEFAULT_STEPS, AttackResult, minimal_distance
 from .deepfool import linearization_attack, refine_boundary
 from .fab import fab_attack
 from ..ensemble import NetworkEnsemble, stack_networks
@@ -18,7 +18,7 @@ from .norms import dual_exponent, lp_norm, parse_norm, project_hyperplane_box, p
 from .verify import bisect_to_boundary, find_boundary, is_adversarial, verify
 
 __all__ = [
-    "minimal_distance", "AttackResult", "ATTACKS", "DEFAULT_ATTACKS", "DEFAULT_BOXED_ATTACKS",
+    "minimal_distance", "AttackResult", "ATTACKS", "DEFAULT_ATTACKS", "DEFAULT_BOXED_ATTACKS", "DEFAULT_STEPS",
     "linearization_attack", "refine_boundary", "fmn_attack", "ddn_attack", "fab_attack",
     "NetworkEnsemble", "stack_networks",
     "affine_minimal_distance", "affine_closest_point",
