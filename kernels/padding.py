@@ -104,8 +104,8 @@ def _pad_in_layout(x: torch.Tensor, pads: Tuple[int, ...]) -> torch.Tensor:
 def _pad(x: torch.Tensor, pads: Tuple[int, ...]) -> torch.Tensor:
     """The values: torch's circular pad, on ``x`` viewed as ``(M, *grid)`` (the one input rank torch's
     circular mode takes for every grid rank 1-3)."""
-    if _layout_of(x) is not torch.contiguous_format:
-        return _pad_in_layout(x, pads)
+    if not torch.jit.is_tracing() and _layout_of(x) is not torch.contiguous_format:
+        return _pad_in_layout(x, pads)  # (a traced network records torch's pad: its inputs are contiguous)
     nd = len(pads) // 2
     y = Fn.pad(x.reshape(-1, *x.shape[x.dim() - nd:]), pads, mode="circular")
     return y.reshape(*x.shape[:x.dim() - nd], *y.shape[1:])
