@@ -354,3 +354,57 @@ def test_box_aware_fmn_runs_only_on_missed_rows_and_bad_input(monkeypatch):
         minimal_distance(f, x0, 2, attacks=("fmn_box",))
     with pytest.raises(TypeError, match="box_aware"):
         real(f, x0, f(x0), 2.0, steps=2, bounds=BOX, box_aware=1)
+
+
+def test_fmn_crossing_candidate_is_the_nearest_secant_crossing(monkeypatch):
+    """``crossing_candidate``: the second candidate is the adversarial iterate of the nearest secant estimate
+    ``||x - x0|| y0 / (y0 - f(x))`` of the crossing on [x0, x] (recomputed here over the recorded iterates);
+    the radius schedule follows the smallest iterate, so the first candidate equals a run without the option.
+    Power: f is curved, so the iterates' estimates differ (by > 1e-3 on some row), and on some row the
+    smallest iterate is not the nearest: returning it, or any other iterate, fails the 1e-12 comparison."""
+    import gpbound.attacks.fmn as fmn_module
+    from gpbound.attacks.fmn import fmn_attack
+
+    g = torch.Generator().manual_seed(0)
+    B, n = 8, 12
+    w = torch.randn(B, n, dtype=torch.float64, generator=g)
+    x0 = 0.2 + 0.6 * torch.rand(B, n, dtype=torch.float64, generator=g)
+
+    v = torch.randn(B, n, dtype=torch.float64, generator=g)
+
+    def f(x):
+        d = x - x0
+        return (w * d).sum(-1) + 0.3 - 20.0 * (v * d).sum(-1) ** 2
+
+    y0 = f(x0)
+    seen = []
+    real_value_and_grad, real_evaluate = fmn_module.value_and_grad, fmn_module.evaluate
+
+    def recording(fn, x):
+        fx, gx = real_value_and_grad(fn, x)
+        seen.append(x.clone())
+        return fx, gx
+
+    def recording_evaluate(fn, x):
+        seen.append(x.clone())
+        return real_evaluate(fn, x)
+    monkeypatch.setattr(fmn_module, "value_and_grad", recording)
+    monkeypatch.setattr(fmn_module, "evaluate", recording_evaluate)
+    kw = dict(steps=25, bounds=BOX, input_units=True, alpha_init=1.0, gamma_final=1e-4)
+    best, nearest = fmn_attack(f, x0, y0, math.inf, crossing_candidate=True, **kw)
+    iterates = list(seen)  # one gradient per step (input units: no scale call) and the last iterate
+    assert len(iterates) == 26
+    assert torch.equal(best, fmn_attack(f, x0, y0, math.inf, **kw))
+
+    def crossing(x):  # the secant estimate of the crossing's l_inf distance
+        return lp_norm(x - x0, math.inf) * (y0 / (y0 - f(x)))
+    inf = torch.full_like(y0, math.inf)
+    per_iterate = torch.stack([torch.where(torch.sign(f(x)) != torch.sign(y0), crossing(x), inf) for x in iterates])
+    ref = per_iterate.min(0).values
+    finite = torch.where(torch.isfinite(per_iterate), per_iterate, -inf)
+    assert bool((finite.max(0).values > ref * (1 + 1e-3)).any())  # power: the choice matters
+    assert bool((crossing(best) > ref * (1 + 1e-6)).all())  # the smallest iterate is never the nearest
+    assert bool((torch.sign(f(nearest)) != torch.sign(y0)).all())
+    assert torch.allclose(crossing(nearest), ref, rtol=1e-12, atol=0)
+    with pytest.raises(TypeError, match="crossing_candidate"):
+        fmn_attack(f, x0, y0, math.inf, steps=2, crossing_candidate=1)

@@ -193,7 +193,9 @@ def minimal_distance(f: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor
     DDN for l2, and for l1 a line search along single coordinates, run last, up to the
     best distance found so far (:func:`gpbound.attacks.coordinate.coordinate_attack`).
     In a box (``DEFAULT_BOXED_ATTACKS``): FMN with foolbox's step sizes (in input units, annealed on a
-    schedule warped by :data:`BOXED_FMN_ALPHA_WARP`; radius factor annealed to :data:`BOXED_FMN_GAMMA_FINAL`),
+    schedule warped by :data:`BOXED_FMN_ALPHA_WARP`; radius factor annealed to :data:`BOXED_FMN_GAMMA_FINAL`;
+    two candidates verified per row: its smallest adversarial iterate and the one whose crossing on
+    ``[x0, x]`` the secant estimates nearest, ``crossing_candidate`` of :func:`gpbound.attacks.fmn.fmn_attack`),
     then the box-aware FAB attack (:func:`gpbound.attacks.fab.fab_attack`, exact boxed
     projections, for l1 a fractional knapsack) only on the rows FMN missed (skipped when
     there are none), then on the rows still missed the box-aware FMN (``"fmn_box"``: until its first
@@ -369,12 +371,13 @@ def minimal_distance(f: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor
     best_name = [""] * B
     per_attack: Dict[str, torch.Tensor] = {}
 
-    def boxed_fmn(g, xa, ya, start, box_aware=False):
+    def boxed_fmn(g, xa, ya, start, box_aware=False, crossing_candidate=False):
         # in a box: foolbox's step sizes, in input units (1 for [0, 1]), on a warped schedule; the
         # radius factor annealed to BOXED_FMN_GAMMA_FINAL
         return fmn_attack(g, xa, ya, p, steps=steps, bounds=bounds, start=start, input_units=True,
                           alpha_init=bounds[1] - bounds[0], gamma_final=BOXED_FMN_GAMMA_FINAL,
-                          alpha_warp=BOXED_FMN_ALPHA_WARP, box_aware=box_aware)
+                          alpha_warp=BOXED_FMN_ALPHA_WARP, box_aware=box_aware,
+                          crossing_candidate=crossing_candidate)
 
     def run(name, start=None):
         if name == "linear":
@@ -383,7 +386,11 @@ def minimal_distance(f: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor
         if name == "fmn":
             if bounds is None:
                 return fmn_attack(f, x0, y0, p, steps=steps, start=start)
-            return boxed_fmn(f, x0, y0, start)
+            # two candidates: the smallest iterate and the one of the nearest estimated crossing (where it
+            # is another iterate; else x0, which verify rejects at once)
+            best, nearest = boxed_fmn(f, x0, y0, start, crossing_candidate=True)
+            same = (nearest == best).all(-1, keepdim=True)
+            return best, torch.where(same, x0, nearest)
         if name in _MISSED_ROWS_ATTACKS:
             # after another attack: only the rows without a verified example yet (none: skipped),
             # on a restriction of f to those rows where f allows it
@@ -417,6 +424,10 @@ def minimal_distance(f: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor
     def accept(label, cand):
         nonlocal best_d, best_x, best_ok
         if cand is None:
+            return
+        if isinstance(cand, tuple):  # several candidates per row: each verified, the nearest kept
+            for c in cand:
+                accept(label, c)
             return
         xb, d, ok = verify(f, x0, cand, p, y0=y0, bisection_steps=bisection_steps, bounds=bounds,
                            y0_alone=y0_alone, reverify_alone=reverify_alone, search=boundary_search,

@@ -57,7 +57,7 @@ def fmn_attack(f, x0: torch.Tensor, y0: torch.Tensor, p: float, steps: int = 100
                gamma_init: float = 0.05, gamma_final: float = 0.001,
                bounds: Optional[Tuple[float, float]] = None,
                start: Optional[torch.Tensor] = None, input_units: bool = False,
-               alpha_warp: float = 1.0, box_aware: bool = False) -> torch.Tensor:
+               alpha_warp: float = 1.0, box_aware: bool = False, crossing_candidate: bool = False):
     """Fast Minimum-Norm attack, batched over all rows; returns unverified candidates.
 
     Parameters
@@ -86,10 +86,17 @@ def fmn_attack(f, x0: torch.Tensor, y0: torch.Tensor, p: float, steps: int = 100
         move, which the box may not allow); (b) the normalised gradient step uses only the coordinates
         free to move (a coordinate on a face of the box and pushed against it is left out), where a
         capped coordinate with a large gradient would otherwise absorb almost all of the step.
+    crossing_candidate : bool, default False
+        Also return the adversarial iterate whose crossing on the segment ``[x0, x]`` is estimated
+        nearest: the smallest ``||delta||_p y0 / (y0 - f(x))`` (the secant root of ``f`` on the segment,
+        exact for an affine ``f``).  The verification moves every candidate onto that crossing, so an
+        iterate deeper in the adversarial region can end nearer than the smallest one; FMN's radius
+        schedule is unchanged (it follows the smallest iterate).
 
     Returns
     -------
-    tensor ``(B, n)``: the smallest adversarial iterate per row (``x0`` where none).
+    tensor ``(B, n)``: the smallest adversarial iterate per row (``x0`` where none); with
+    ``crossing_candidate``, the pair (that, the iterate of the nearest estimated crossing).
     """
     alpha_final = alpha_init / 100.0 if alpha_final is None else alpha_final
     q = dual_exponent(p)
@@ -108,6 +115,10 @@ def fmn_attack(f, x0: torch.Tensor, y0: torch.Tensor, p: float, steps: int = 100
         raise ValueError(f"alpha_warp must be a finite float > 0; got {alpha_warp!r}")
     if not isinstance(box_aware, bool):
         raise TypeError(f"box_aware must be True or False; got {box_aware!r}")
+    if not isinstance(crossing_candidate, bool):
+        raise TypeError(f"crossing_candidate must be True or False; got {crossing_candidate!r}")
+    best_crossing = torch.full_like(y0, float("inf"))
+    nearest = x0.clone()
     for k in range(int(steps)):
         alpha = (alpha_final + (alpha_init - alpha_final) * _cosine(k, steps, alpha_warp)) * scale
         gamma = gamma_final + (gamma_init - gamma_final) * _cosine(k, steps)
@@ -118,6 +129,8 @@ def fmn_attack(f, x0: torch.Tensor, y0: torch.Tensor, p: float, steps: int = 100
         better = adv & (dn < best_norm)
         best_norm = torch.where(better, dn, best_norm)
         best = torch.where(better.unsqueeze(-1), x, best)
+        if crossing_candidate:
+            best_crossing, nearest = _nearer_crossing(x, fx, y0, adv, dn, best_crossing, nearest)
         found = found | adv
         gl = s0.unsqueeze(-1) * g
         # past the linearised boundary by twice the flip margin (else an affine f stays on it)
@@ -140,10 +153,22 @@ def fmn_attack(f, x0: torch.Tensor, y0: torch.Tensor, p: float, steps: int = 100
         delta = project_lp_ball(delta, eps, p)
         delta = _clamp_delta(x0, delta, bounds)
     x = x0 + delta
-    adv = is_adversarial(y0, evaluate(f, x), margin)
+    fx = evaluate(f, x)
+    adv = is_adversarial(y0, fx, margin)
     dn = lp_norm(delta, p)
     better = adv & (dn < best_norm)
-    return torch.where(better.unsqueeze(-1), x, best)
+    best = torch.where(better.unsqueeze(-1), x, best)
+    if not crossing_candidate:
+        return best
+    return best, _nearer_crossing(x, fx, y0, adv, dn, best_crossing, nearest)[1]
+
+
+def _nearer_crossing(x, fx, y0, adv, dn, best_crossing, nearest):
+    """Keep ``x`` where it is adversarial and the secant estimate ``||delta|| y0 / (y0 - f(x))`` of its
+    crossing on ``[x0, x]`` is below ``best_crossing`` (``|y0 - f(x)| > |y0|`` where ``x`` is adversarial)."""
+    crossing = torch.where(adv, dn * (y0 / (y0 - fx)), best_crossing)
+    nearer = adv & (crossing < best_crossing)
+    return torch.where(nearer, crossing, best_crossing), torch.where(nearer.unsqueeze(-1), x, nearest)
 
 
 def ddn_attack(f, x0: torch.Tensor, y0: torch.Tensor, steps: int = 100, alpha_init: float = 1.0,
