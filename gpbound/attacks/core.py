@@ -39,8 +39,8 @@ ATTACKS = ("linear", "fmn", "ddn", "coord", "fab", "fmn_box")
 #: still oscillates by ~1e-3 relative at step 95 of 100.  Measured (benchmarks/attacks.py, box [0, 1], theory
 #: ResNet C = 16, float32, 40 points per cell, against foolbox FMN with its 100 steps): gpbound <= FMN on
 #: 75-90 % of the points at n = 432 and 87.5-97.5 % at n = 3072 with 100 steps (seeds 0-3); with 150 steps
-#: 90-100 % (229 / 240 points, seeds 0-5) and 92.5-100 % (234 / 240), in 0.5-0.85x FMN's time (n = 432)
-#: and 0.65-0.98x (n = 3072)
+#: (and FMN's second candidate) 90-100 % (229 / 240 points, seeds 0-5) and 95-100 % (238 / 240), in
+#: 0.5-0.85x FMN's time at n = 432 and 0.73-0.98x at n = 3072 (200 steps: 1.18x there)
 DEFAULT_STEPS = {1.0: 100, 2.0: 100, math.inf: 150}
 #: attacks that, after another attack, run only on the rows without a verified example yet
 _MISSED_ROWS_ATTACKS = ("fab", "fmn_box")
