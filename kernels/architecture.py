@@ -89,9 +89,9 @@ def _channels_last(x: torch.Tensor) -> bool:
     last, ``(P, H, W, K, C)`` in memory, so that the grouped convolutions' view ``(P, K C, H, W)`` is torch's
     ``channels_last`` (every layer keeps it; :func:`gpbound.kernels.padding.circular_pad` too): where oneDNN
     runs the convolutions, CPU float32 / bfloat16 / float16.  Measured, theory ResNet C = 16, 8 networks
-    x 5 points, 1 thread, forward + backward, float32: 32 x 32 grid 23-39 -> 14-20 ms, 12 x 12 5.8 -> 4.5-5.3
-    ms (the grouped convolution's backward is ~2x faster in that layout); float64 forward (torch's own
-    convolution, one GEMM per group) 42 -> 63 ms, so float64 stays contiguous."""
+    x 5 points, 1 thread, forward + backward, float32, interleaved medians: 32 x 32 grid 30-41 -> 22-23 ms,
+    12 x 12 6.0-6.6 -> 5.8-6.1 ms (the grouped convolution's backward is ~2x faster in that layout); float64
+    forward (torch's own convolution, one GEMM per group) 42 -> 63 ms, so float64 stays contiguous."""
     return x.device.type == "cpu" and x.dtype in (torch.float32, torch.bfloat16, torch.float16)
 
 
