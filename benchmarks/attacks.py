@@ -198,6 +198,9 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="smoke run: s = 4, 2 networks x 3 points")
     ap.add_argument("--fmn-cache", default=None, help="folder: reuse FMN results of an earlier run "
                     "(same sizes, networks, points, seed); its timings are then the earlier run's")
+    ap.add_argument("--keep-freed-memory", action="store_true", help="both processes keep freed blocks "
+                    "of up to 32 MiB in the heap (gpbound.allocator.keep_freed_memory here; glibc's "
+                    "MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_ for FMN's process)")
     ap.add_argument("--json", default=None, help="write the table as JSON to this file")
     ap.add_argument("--peer", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--peer-norm", default=None, help=argparse.SUPPRESS)
@@ -216,6 +219,12 @@ def main(argv=None):
     from gpbound.attacks.verify import EXACT_MARGIN_EPS
 
     torch.set_num_threads(1)
+    peer_env = None
+    if args.keep_freed_memory:
+        from gpbound.allocator import MAX_BLOCK, keep_freed_memory
+
+        keep_freed_memory(MAX_BLOCK)
+        peer_env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(MAX_BLOCK), "MALLOC_TRIM_THRESHOLD_": str(2 ** 30)}
     rows = []
     if fb_python is None:
         print("foolbox: not installed (--fbenv or $FBENV; see the module docstring): gpbound's columns only")
@@ -227,6 +236,7 @@ def main(argv=None):
           f"resnet preset C = 16, float32, "
           f"box [0, 1], {args.networks} networks x {args.points} points, 1 thread, "
           f"ensemble {'looped' if args.loop else 'vmapped' if args.vmap else 'auto (stacked)'}; "
+          f"freed memory {'kept (both processes)' if args.keep_freed_memory else 'returned (glibc defaults)'}; "
           f"TOL = {tolerance():.2e}")
     hdr = (f"{'n':>5} {'norm':>5} {'med ratio':>9} {'gp<=FMN':>8} {'same-rule':>9} {'<=+TOL':>7} {'<=+0.1%':>8} "
            f"{'>1% worse':>9} {'fail gp':>7} {'fail FMN':>8} {'fail rule':>9} {'s/pt gp':>8} {'s/pt FMN':>8} "
@@ -255,7 +265,7 @@ def main(argv=None):
                                                                   c["cpu_seconds"]))(torch.load(cache))
                 else:
                     subprocess.run([fb_python, os.path.abspath(__file__), "--peer", folder, "--peer-norm", norm,
-                                    "--fmn-steps", str(args.fmn_steps)], check=True)
+                                    "--fmn-steps", str(args.fmn_steps)], check=True, env=peer_env)
                     fmn = torch.load(os.path.join(folder, f"fmn_{norm}.pt"))
                     xf = fmn["x_adv"].to(x0.dtype)
                     y_f = alone(ens, xf, P)
@@ -290,7 +300,7 @@ def main(argv=None):
     if args.json:
         from gpbound.report.checks import atomic_write_text
         atomic_write_text(args.json, json.dumps({"networks": args.networks, "points_per_network": args.points, "fmn_steps": args.fmn_steps,
-                   "gp_steps": gp_steps,
+                   "gp_steps": gp_steps, "keep_freed_memory": args.keep_freed_memory,
                        "threads": 1, "rows": rows}, indent=1))
     return rows
 
