@@ -138,21 +138,26 @@ class NetworkEnsemble:
         # vmap over one network only adds its overhead (measured 2.2-3.2x the loop)
         return shared or self.K > 1
 
-    def _apply_all(self, x: torch.Tensor, shared: bool) -> torch.Tensor:
-        """``(K, P, n)`` (or ``(N, n)`` if shared) -> ``(K, P, output_dim)``."""
-        batched = self._use_vmap(x, shared)
+    def _apply_all(self, x: torch.Tensor, shared: bool, networks: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``(K, P, n)`` (or ``(N, n)`` if shared) -> ``(K, P, output_dim)``; with ``networks`` (an index
+        tensor of ``K'`` networks, not shared) ``(K', P, n)`` -> ``(K', P, output_dim)``, those networks only."""
+        params, buffers = self.params, self.buffers
+        if networks is not None:
+            params = {k: v[networks] for k, v in params.items()}
+            buffers = {k: v[networks] for k, v in buffers.items()}
+        batched = self._use_vmap(x, shared) and (networks is None or networks.numel() > 1 or self.vectorize in (True, "vmap"))
         if batched and self._stackable and self.vectorize != "vmap":
-            return self._stacked(x, shared)
+            return self._stacked(x, shared, params, buffers)
         if batched:
             def call(params, buffers, xi):
                 return functional_call(self._base, (params, buffers), (xi,))
             try:
-                return vmap(call, in_dims=(0, 0, None if shared else 0))(self.params, self.buffers, x)
+                return vmap(call, in_dims=(0, 0, None if shared else 0))(params, buffers, x)
             except (RuntimeError, NotImplementedError) as exc:  # what vmap raises for a module it cannot
                 # trace (data-dependent control flow, .item(), an op without a batching rule): loop instead,
                 # but never hide an error of the input or of the module
                 try:
-                    out = self._loop(x, shared)
+                    out = self._loop(x, shared, networks)
                 except (RuntimeError, NotImplementedError) as loop_exc:
                     # the loop fails too: an error of the input or of the module, not of vmap
                     raise loop_exc from exc
@@ -160,19 +165,20 @@ class NetworkEnsemble:
                               f"{self.K} networks one by one from now on (vectorize=False)", RuntimeWarning)
                 self.vectorize = False
                 return out
-        return self._loop(x, shared)
+        return self._loop(x, shared, networks)
 
-    def _stacked(self, x: torch.Tensor, shared: bool) -> torch.Tensor:
+    def _stacked(self, x: torch.Tensor, shared: bool, params: dict, buffers: dict) -> torch.Tensor:
         """The batched call without ``vmap`` (:meth:`gpbound.kernels.architecture._Network.stacked`):
         ``(K, P, ...)`` (or ``(N, ...)`` if shared) -> ``(K, P, output_dim)``."""
         if shared:  # every network on the same points
             xs = x.unsqueeze(1).expand(x.shape[0], self.K, *x.shape[1:])
         else:
             xs = x.transpose(0, 1)
-        return self._base.stacked({**self.params, **self.buffers}, xs).transpose(0, 1)
+        return self._base.stacked({**params, **buffers}, xs).transpose(0, 1)
 
-    def _loop(self, x: torch.Tensor, shared: bool) -> torch.Tensor:
-        outs = [net(x if shared else x[k]) for k, net in enumerate(self.networks)]
+    def _loop(self, x: torch.Tensor, shared: bool, networks: Optional[torch.Tensor] = None) -> torch.Tensor:
+        nets = self.networks if networks is None else [self.networks[k] for k in networks.tolist()]
+        outs = [net(x if shared else x[k]) for k, net in enumerate(nets)]
         return torch.stack(outs, 0)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
@@ -220,6 +226,39 @@ class NetworkEnsemble:
             out = torch.full((self.K, P), float("nan"), dtype=x.dtype, device=x.device)
             for k in owners:
                 out[k] = self._select(self.networks[k](xk[k])).reshape(P)
+        return out.reshape(B)
+
+    def evaluate_subset(self, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """Only the selected rows, in one batched call: ``x`` ``(K*P, n)``, bool ``rows`` ``(K*P,)`` ->
+        ``(K*P,)`` (``NaN`` off ``rows``), no gradients.
+
+        Each network that owns a selected row evaluates just those rows: the owners' parameters are
+        gathered and each gets ``Q`` rows, ``Q`` the most any owner has (an owner with fewer repeats its
+        first selected row, and the repeats are discarded), in one stacked call (or ``vmap``, or the loop,
+        as :meth:`__call__` decides).  The work is ``(owners) x Q`` rows instead of :meth:`evaluate_rows`'s
+        ``(owners) x P``; the rounding of a row then depends on the selection, so this suits an exact
+        reference (float64, :func:`gpbound.attacks.verify.float64_reference`), whose rounding is far
+        below every margin it is compared with, and not the model itself.
+        """
+        B = x.shape[0]
+        P = self._points(B, "x")
+        if rows.shape != (B,) or rows.dtype != torch.bool:
+            raise ValueError(f"rows must be a bool tensor of shape ({B},); got {rows.dtype} {tuple(rows.shape)}")
+        sel = rows.reshape(self.K, P)
+        counts = sel.sum(-1)
+        owners = torch.nonzero(counts).flatten()
+        out = torch.full((self.K, P), float("nan"), dtype=x.dtype, device=x.device)
+        if owners.numel() == 0:
+            return out.reshape(B)
+        Q = int(counts.max())
+        # per owner: its selected rows first (stable sort), the first Q, padded with its first selected row
+        order = torch.sort((~sel[owners]).to(torch.int8), dim=-1, stable=True).indices[:, :Q]
+        valid = torch.arange(Q, device=x.device).unsqueeze(0) < counts[owners].unsqueeze(-1)
+        idx = torch.where(valid, order, order[:, :1])
+        xs = x.reshape(self.K, P, *x.shape[1:])[owners.unsqueeze(-1), idx]  # (owners, Q, n)
+        with torch.no_grad():
+            y = self._apply_all(xs, shared=False, networks=None if owners.numel() == self.K else owners)
+        out[owners.unsqueeze(-1).expand_as(idx)[valid], idx[valid]] = self._select(y)[valid]
         return out.reshape(B)
 
     def evaluate_alone(self, x: torch.Tensor, rows: Optional[torch.Tensor] = None) -> torch.Tensor:

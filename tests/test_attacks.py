@@ -1,4 +1,5 @@
 """Tests of gpbound.attacks: exact affine oracle, verified flips, 2-D direction-grid oracle."""
+import copy
 import math
 import warnings
 
@@ -346,6 +347,62 @@ def test_ensemble_evaluate_rows_only_owning_networks_and_same_search():
     a, ca = find_boundary(ens, x, xa, y0, steps=50, margin=m, return_count=True)
     b, cb = find_boundary(plain, x, xa, y0, steps=50, margin=m, return_count=True)
     assert torch.equal(a, b) and ca == cb
+
+
+@pytest.mark.parametrize("kind", ["stacked", "vmap", "loop"])
+def test_ensemble_evaluate_subset_only_selected_rows(kind):
+    """evaluate_subset evaluates only the selected rows (owners x the most rows any owner has), NaN
+    elsewhere.  Oracle: each network called on each selected row alone, float64, within 64 eps of the
+    output scale (the rounding of another batch).  The float64 reference of verify uses it."""
+    from gpbound.attacks.verify import float64_reference
+    from gpbound.kernels.presets import get_preset
+
+    if kind == "stacked":
+        arch = get_preset("resnet", image_size=4)
+        nets = [arch.network(width=4, seed=s, dtype=torch.float64) for s in range(4)]
+        n = arch.n
+    else:
+        nets = [_mlp(6, 8, seed=s) for s in range(4)]
+        n = 6
+    ens = NetworkEnsemble(nets, points_per_network=3, vectorize={"loop": False}.get(kind, "auto"))
+    if kind == "vmap":
+        ens.vectorize = "vmap"
+    assert ens._stackable == (kind == "stacked")
+    x = torch.rand(12, n, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    eps = torch.finfo(torch.float64).eps
+    with torch.no_grad():
+        alone = torch.stack([nets[b // 3](x[b:b + 1])[0, 0] for b in range(12)])
+    for sel in ([4], [4, 10, 11], [0, 5, 7, 9], list(range(12)), []):
+        rows = torch.zeros(12, dtype=torch.bool)
+        rows[sel] = True
+        y = ens.evaluate_subset(x, rows)
+        assert bool(torch.isnan(y[~rows]).all())
+        scale = float(alone.abs().max())
+        assert float((y - alone).abs()[rows].sum()) <= 64 * eps * scale * max(1, len(sel))
+    # the work is owners x Q rows: one row of each of two networks -> 2 rows evaluated, not 2 x 3
+    seen = []
+    if kind == "loop":
+        for net in nets:
+            net.register_forward_hook(lambda mod, inp, out: seen.append(inp[0].shape[0]))
+        rows = torch.zeros(12, dtype=torch.bool)
+        rows[[1, 10]] = True
+        ens.evaluate_subset(x, rows)
+        assert seen == [1, 1]
+    with pytest.raises(ValueError, match="rows"):
+        ens.evaluate_subset(x, torch.ones(5, dtype=torch.bool))
+    # verify's float64 reference of a float32 ensemble goes through it, with the selected rows only
+    ens32 = NetworkEnsemble([copy.deepcopy(m).float() for m in nets], points_per_network=3)
+    ref = float64_reference(ens32)
+    rows = torch.zeros(12, dtype=torch.bool)
+    rows[[3, 5]] = True
+    called = []
+    real = NetworkEnsemble.evaluate_subset
+    try:
+        NetworkEnsemble.evaluate_subset = lambda self, xx, rr: called.append(int(rr.sum())) or real(self, xx, rr)
+        y = ref.evaluate_rows(x.float(), rows)
+    finally:
+        NetworkEnsemble.evaluate_subset = real
+    assert called == [2] and y.dtype == torch.float64 and bool(torch.isnan(y[~rows]).all())
 
 
 @pytest.mark.parametrize("norm,default", [(1, 100), (2, 100), ("linf", 150)])
