@@ -43,6 +43,7 @@ Set-up of the peer environment (foolbox is a benchmark-only dependency, never in
 
     FBENV=/tmp/fbenv bash benchmarks/setup_foolbox_env.sh
     python benchmarks/attacks.py --fbenv /tmp/fbenv [--sizes 12 32] [--networks 8] [--points 5] [--json out.json]
+    python benchmarks/attacks.py --fbenv /tmp/fbenv --seeds 0 1 2 3 4 5   # the issue's criteria, pooled per norm
     python benchmarks/attacks.py --quick --fbenv /tmp/fbenv      # smoke run (s = 4, 2 x 3 points)
     python benchmarks/attacks.py --quick                          # no foolbox: gpbound's columns only
     python benchmarks/attacks.py --fbenv /tmp/fbenv --sizes 32 --loop   # networks looped (--vmap: vmapped, not stacked)
@@ -178,6 +179,28 @@ def summarize(d_gp, d_fmn, t_gp, t_fmn, B, d_fmn_rule=None, cpu_gp=math.nan, cpu
             "points_per_s_gp": B / t_gp, "points_per_s_fmn": B / t_fmn}
 
 
+def pool(rows):
+    """Per norm, over all rows (cells) of that norm: the fraction of all points where gpbound <= FMN (raw and
+    same rule), the failures, the seconds per point of each (all seconds over all points) and their ratio,
+    with the worst cell of each criterion."""
+    out = []
+    for norm in dict.fromkeys(r["norm"] for r in rows):
+        cells = [r for r in rows if r["norm"] == norm]
+        d_gp = torch.tensor([d for r in cells for d in r["d_gpbound"]])
+        d_fmn = torch.tensor([d for r in cells for d in r["d_fmn"]])
+        d_rule = torch.tensor([d for r in cells for d in r["d_fmn_same_rule"]])
+        B = sum(r["points"] for r in cells)
+        t_gp = sum(r["s_per_point_gp"] * r["points"] for r in cells)
+        t_fmn = sum(r["s_per_point_fmn"] * r["points"] for r in cells)
+        c_gp = sum(r["cpu_s_per_point_gp"] * r["points"] for r in cells)
+        c_fmn = sum(r["cpu_s_per_point_fmn"] * r["points"] for r in cells)
+        s = summarize(d_gp, d_fmn, t_gp, t_fmn, B, d_rule, c_gp, c_fmn)
+        out.append({"norm": norm, "cells": len(cells), **s, "time_ratio": t_gp / t_fmn,
+                    "worst_cell_frac_gp_le_fmn": min(r["frac_gp_le_fmn"] for r in cells),
+                    "worst_cell_time_ratio": max(r["s_per_point_gp"] / r["s_per_point_fmn"] for r in cells)})
+    return out
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--fbenv", default=os.environ.get("FBENV"), help="foolbox environment (default $FBENV)")
@@ -189,7 +212,9 @@ def main(argv=None):
     ap.add_argument("--gp-steps", type=int, default=None, help="steps of gpbound's iterative attacks "
                     "(minimal_distance(steps=...)); default: gpbound's default per norm (DEFAULT_STEPS: 100, "
                     "150 for linf)")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds of the networks and points, one "
+                    "set of cells each; with several, a pooled table per norm follows (all points and all "
+                    "seconds of that norm over the seeds and sizes)")
     mode = ap.add_mutually_exclusive_group()
     mode.add_argument("--loop", action="store_true", help="gpbound's ensemble evaluates its networks one by "
                       "one (vectorize=False) instead of its default rule (vectorize='auto')")
@@ -238,13 +263,13 @@ def main(argv=None):
           f"ensemble {'looped' if args.loop else 'vmapped' if args.vmap else 'auto (stacked)'}; "
           f"freed memory {'kept (both processes)' if args.keep_freed_memory else 'returned (glibc defaults)'}; "
           f"TOL = {tolerance():.2e}")
-    hdr = (f"{'n':>5} {'norm':>5} {'med ratio':>9} {'gp<=FMN':>8} {'same-rule':>9} {'<=+TOL':>7} {'<=+0.1%':>8} "
+    hdr = (f"{'seed':>4} {'n':>5} {'norm':>5} {'med ratio':>9} {'gp<=FMN':>8} {'same-rule':>9} {'<=+TOL':>7} {'<=+0.1%':>8} "
            f"{'>1% worse':>9} {'fail gp':>7} {'fail FMN':>8} {'fail rule':>9} {'s/pt gp':>8} {'s/pt FMN':>8} "
            f"{'cpu gp':>7} {'cpu FMN':>7} {'floor':>6} {'gp/floor':>8}")
     print(hdr)
-    for size in args.sizes:
+    for seed, size in ((seed, size) for seed in args.seeds for size in args.sizes):
         vectorize = False if args.loop else "vmap" if args.vmap else "auto"
-        ens, x0 = build_cell(size, args.networks, args.points, args.seed, vectorize=vectorize)
+        ens, x0 = build_cell(size, args.networks, args.points, seed, vectorize=vectorize)
         B, P = x0.shape[0], args.points
         y0_alone = alone(ens, x0, P)
         e0 = exact_alone(ens, x0, P)
@@ -256,7 +281,7 @@ def main(argv=None):
             for norm in args.norms:
                 p = NORMS[norm]
                 cache = None if args.fmn_cache is None else os.path.join(
-                    args.fmn_cache, f"fmn4_s{size}_{norm}_K{args.networks}_P{P}_seed{args.seed}.pt")
+                    args.fmn_cache, f"fmn4_s{size}_{norm}_K{args.networks}_P{P}_seed{seed}.pt")
                 if fb_python is None and not (cache is not None and os.path.exists(cache)):
                     d_fmn = d_fmn_rule = torch.full((B,), math.nan)
                     t_fmn = c_fmn = math.nan
@@ -285,7 +310,7 @@ def main(argv=None):
                 t_gp, c_gp = time.perf_counter() - t, time.process_time() - c
                 d_gp = torch.where(res.success, res.distance, torch.full_like(res.distance, math.inf)).float()
                 floor = gp_steps[norm] * t_step / B
-                row = {"n": x0.shape[1], "norm": norm, **summarize(d_gp, d_fmn, t_gp, t_fmn, B, d_fmn_rule, c_gp, c_fmn),
+                row = {"seed": seed, "n": x0.shape[1], "norm": norm, **summarize(d_gp, d_fmn, t_gp, t_fmn, B, d_fmn_rule, c_gp, c_fmn),
                        "step_seconds": t_step, "floor_s_per_point": floor, "gp_over_floor": t_gp / B / floor,
                        "d_gpbound": d_gp.tolist(), "d_fmn": d_fmn.tolist(), "d_fmn_same_rule": d_fmn_rule.tolist()}
                 rows.append(row)
@@ -296,12 +321,23 @@ def main(argv=None):
                         ("cpu_s_per_point_fmn", 7, ".3f"), ("floor_s_per_point", 6, ".3f"), ("gp_over_floor", 8, ".2f")]
                 cells = [f"{'-':>{w}}" if isinstance(row[k], float) and math.isnan(row[k]) else f"{row[k]:{w}{spec}}"
                          for k, w, spec in cols]
-                print(f"{row['n']:>5} {norm:>5} " + " ".join(cells), flush=True)
+                print(f"{seed:>4} {row['n']:>5} {norm:>5} " + " ".join(cells), flush=True)
+    pooled = pool(rows) if fb_python is not None or args.fmn_cache else []
+    if pooled:
+        print(f"pooled over seed(s) {' '.join(map(str, args.seeds))} and n = "
+              f"{', '.join(str(3 * s * s) for s in args.sizes)}: the issue's criteria per norm")
+        print(f"{'norm':>5} {'points':>6} {'gp<=FMN':>8} {'same-rule':>9} {'worst cell':>10} {'fail gp':>7} "
+              f"{'fail FMN':>8} {'s/pt gp':>8} {'s/pt FMN':>8} {'gp/FMN time':>11} {'worst cell':>10}")
+        for r in pooled:
+            print(f"{r['norm']:>5} {r['points']:>6} {r['frac_gp_le_fmn']:>8.3f} {r['frac_gp_le_fmn_same_rule']:>9.3f} "
+                  f"{r['worst_cell_frac_gp_le_fmn']:>10.3f} {r['fail_gp']:>7} {r['fail_fmn']:>8} "
+                  f"{r['s_per_point_gp']:>8.3f} {r['s_per_point_fmn']:>8.3f} {r['time_ratio']:>11.2f} "
+                  f"{r['worst_cell_time_ratio']:>10.2f}")
     if args.json:
         from gpbound.report.checks import atomic_write_text
         atomic_write_text(args.json, json.dumps({"networks": args.networks, "points_per_network": args.points, "fmn_steps": args.fmn_steps,
-                   "gp_steps": gp_steps, "keep_freed_memory": args.keep_freed_memory,
-                       "threads": 1, "rows": rows}, indent=1))
+                   "gp_steps": gp_steps, "keep_freed_memory": args.keep_freed_memory, "seeds": args.seeds,
+                       "threads": 1, "rows": rows, "pooled": pooled}, indent=1))
     return rows
 
 
