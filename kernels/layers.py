@@ -274,7 +274,10 @@ class _ConvModule(nn.Module):
         P, K = x.shape[:2]
         x = x.reshape(P, K * x.shape[2], *x.shape[3:])
         if any(self.pads):
-            x = circular_pad(x, self.pads) if self.pad_mode == "circular" else Fn.pad(x, self.pads)
+            # the one-pass fold at every size: without vmap its autograd function costs less than the
+            # recorded copies of torch's pad (forward + backward of the theory ResNet, 8 networks x 5 rows,
+            # 12 x 12, float32, one thread, interleaved medians: 11.4-12.0 -> 9.6-10.5 ms)
+            x = circular_pad(x, self.pads, fold=True) if self.pad_mode == "circular" else Fn.pad(x, self.pads)
         w, b = params[prefix + "weight"], params[prefix + "bias"]
         y = self.conv(x, w.reshape(K * w.shape[1], *w.shape[2:]), b.reshape(-1), stride=self.stride, groups=K)
         return y.reshape(P, K, w.shape[1], *y.shape[2:])

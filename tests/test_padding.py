@@ -84,8 +84,15 @@ def test_planted_channels_last_pad_errors_are_caught(monkeypatch):
     x = torch.randn(2, 6, 5, 7, dtype=DT, generator=torch.Generator().manual_seed(8))
     x = x.contiguous(memory_format=torch.channels_last)
     pads = (1, 2, 1, 1)
-    monkeypatch.setattr(padding, "_parts", lambda lo, n, hi: [(lo, n, 0), (lo + n, hi, n - hi), (0, lo, 0)])
+    real = padding._pad_in_layout
+
+    def wrong_end(t, p):  # the strip before the grid copied from its first pixels instead of its last
+        out = real(t, p)
+        out[..., :p[0]] = out[..., p[0]:2 * p[0]]
+        return out
+    monkeypatch.setattr(padding, "_pad_in_layout", wrong_end)
     y = circular_pad(x, pads, fold=True)
+    assert y.is_contiguous(memory_format=torch.channels_last)
     assert np.abs(y.numpy() - _numpy_pad(x.numpy(), pads)).max() > 1e-3
 
 

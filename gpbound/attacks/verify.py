@@ -351,7 +351,9 @@ def _exact_crossing(f, reference, x0, xb, y_ref, y0, y0_ref, m_ref, ok, steps, e
         if not bool(todo.any()):
             break
         cand = torch.where(todo.unsqueeze(-1), xt + lam * (xb - xt), xb) if lam else xt
-        good = todo & is_adversarial(y0, _evaluate_rows(f, cand, todo), 0.0)
+        # the strict flip in the batched call itself (f on every row, as the caller evaluates it): a looped
+        # evaluation of some rows (evaluate_rows) may round differently, and here there is no margin
+        good = todo & is_adversarial(y0, evaluate(f, cand), 0.0)
         if lam and bool(good.any()):  # xt itself is an exact flip (find_boundary's far end)
             good = exact(cand, good)[0]
         if reverify_alone and bool(good.any()):
