@@ -263,7 +263,8 @@ def main(argv=None):
           f"ensemble {'looped' if args.loop else 'vmapped' if args.vmap else 'auto (stacked)'}; "
           f"freed memory {'kept (both processes)' if args.keep_freed_memory else 'returned (glibc defaults)'}; "
           f"TOL = {tolerance():.2e}")
-    hdr = (f"{'seed':>4} {'n':>5} {'norm':>5} {'med ratio':>9} {'gp<=FMN':>8} {'same-rule':>9} {'<=+TOL':>7} {'<=+0.1%':>8} "
+    hdr = (f"{'seed':>4} {'n':>5} {'norm':>5} {'med ratio':>9} {'gp<=FMN':>8} {'same-rule':>9} {'<=+TOL':>7} "
+           f"{'<=+0.1%':>8} "
            f"{'>1% worse':>9} {'fail gp':>7} {'fail FMN':>8} {'fail rule':>9} {'s/pt gp':>8} {'s/pt FMN':>8} "
            f"{'cpu gp':>7} {'cpu FMN':>7} {'floor':>6} {'gp/floor':>8}")
     print(hdr)
@@ -310,7 +311,8 @@ def main(argv=None):
                 t_gp, c_gp = time.perf_counter() - t, time.process_time() - c
                 d_gp = torch.where(res.success, res.distance, torch.full_like(res.distance, math.inf)).float()
                 floor = gp_steps[norm] * t_step / B
-                row = {"seed": seed, "n": x0.shape[1], "norm": norm, **summarize(d_gp, d_fmn, t_gp, t_fmn, B, d_fmn_rule, c_gp, c_fmn),
+                row = {"seed": seed, "n": x0.shape[1], "norm": norm,
+                       **summarize(d_gp, d_fmn, t_gp, t_fmn, B, d_fmn_rule, c_gp, c_fmn),
                        "step_seconds": t_step, "floor_s_per_point": floor, "gp_over_floor": t_gp / B / floor,
                        "d_gpbound": d_gp.tolist(), "d_fmn": d_fmn.tolist(), "d_fmn_same_rule": d_fmn_rule.tolist()}
                 rows.append(row)

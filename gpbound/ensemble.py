@@ -145,7 +145,8 @@ class NetworkEnsemble:
         if networks is not None:
             params = {k: v[networks] for k, v in params.items()}
             buffers = {k: v[networks] for k, v in buffers.items()}
-        batched = self._use_vmap(x, shared) and (networks is None or networks.numel() > 1 or self.vectorize in (True, "vmap"))
+        batched = self._use_vmap(x, shared) and (networks is None or networks.numel() > 1
+                                                 or self.vectorize in (True, "vmap"))
         if batched and self._stackable and self.vectorize != "vmap":
             return self._stacked(x, shared, params, buffers)
         if batched:
@@ -204,9 +205,11 @@ class NetworkEnsemble:
         ``rows`` ``(K*P,)`` -> ``(K*P,)``, no gradients.
 
         Where the loop is used, only the networks with a row in ``rows`` are evaluated (each on its whole
-        block of ``P`` rows, as in :meth:`__call__`, so with the same rounding) and the rows of the others
-        are ``NaN``; where ``vmap`` is used, every network is evaluated.  ``vectorize="auto"`` loops where
-        the networks owning a row are at most :data:`LOOP_FRACTION` of all (and always for one network).
+        block of ``P`` rows, as :meth:`__call__` does with ``vectorize=False``, so with its rounding) and the
+        rows of the others are ``NaN``; where ``vmap`` is used, every network is evaluated.
+        ``vectorize="auto"`` loops where the networks owning a row are at most :data:`LOOP_FRACTION` of all
+        (and always for one network); :meth:`__call__` then runs stacked, whose float32 rounding may differ
+        from the loop's, so a check without a margin belongs in :meth:`__call__`.
         Used by :func:`gpbound.attacks.verify.find_boundary`, whose rows stop at
         different steps.
         """
