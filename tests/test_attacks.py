@@ -427,3 +427,15 @@ def test_default_steps_per_norm(norm, default, monkeypatch):
     assert seen == [default, 7] and DEFAULT_STEPS[parse_norm(norm)] == default
     with pytest.raises(ValueError, match="steps must be None or an int"):
         minimal_distance(f, x0, norm, steps=True)
+
+
+def test_minimal_distance_raises_the_mmap_threshold_on_the_cpu(monkeypatch):
+    """minimal_distance calls gpbound.allocator.raise_mmap_threshold once per call on the CPU."""
+    import gpbound.attacks.core as core
+
+    calls = []
+    monkeypatch.setattr(core, "raise_mmap_threshold", lambda: calls.append(1))
+    w = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
+    x0 = torch.tensor([[1.0, 0.2, 0.3], [-0.5, 0.4, 1.0]], dtype=torch.float64)
+    minimal_distance(lambda x: x @ w, x0, 2, steps=5)
+    assert calls == [1]

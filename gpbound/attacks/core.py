@@ -22,6 +22,7 @@ from .deepfool import linearization_attack, refine_boundary
 from .fab import fab_attack
 from .fmn import ddn_attack, fmn_attack
 from .norms import lp_norm, parse_norm
+from ..allocator import raise_mmap_threshold
 from ..ensemble import NetworkEnsemble
 from .verify import BOUNDARY_SEARCHES, evaluate, evaluate_alone, float64_reference, model_dtypes, verify
 
@@ -298,6 +299,12 @@ def minimal_distance(f: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor
     -------
     AttackResult
 
+    Notes
+    -----
+    On the CPU it first calls :func:`gpbound.allocator.raise_mmap_threshold` (one 31 MiB block allocated and
+    freed: glibc's dynamic thresholds then keep the few-MiB blocks of each forward + backward pass in the
+    heap; ~20 % less time per point for the ResNet at n = 3072, results unchanged).
+
     Raises
     ------
     ValueError
@@ -320,6 +327,8 @@ def minimal_distance(f: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor
     """
     p = parse_norm(norm)
     x0, bounds = _check_inputs(f, x0, steps, bounds, dtype, device)
+    if x0.device.type == "cpu":
+        raise_mmap_threshold()  # the freed blocks of each step stay in the heap (gpbound.allocator)
     if steps is None:
         steps = DEFAULT_STEPS[p]
     if isinstance(restarts, bool) or not isinstance(restarts, int) or restarts < 0:
