@@ -243,26 +243,41 @@ class NetworkEnsemble:
         reference (float64, :func:`gpbound.attacks.verify.float64_reference`), whose rounding is far
         below every margin it is compared with, and not the model itself.
         """
-        B = x.shape[0]
-        P = self._points(B, "x")
+        if rows.shape != (x.shape[0],) or rows.dtype != torch.bool:
+            raise ValueError(f"rows must be a bool tensor of shape ({x.shape[0]},); got {rows.dtype} "
+                             f"{tuple(rows.shape)}")
+        out = torch.full((x.shape[0],), float("nan"), dtype=x.dtype, device=x.device)
+        owners, grid, valid = self.row_grid(rows)
+        if owners.numel() == 0:
+            return out
+        with torch.no_grad():
+            y = self._apply_all(x[grid], shared=False, networks=None if owners.numel() == self.K else owners)
+        out[grid[valid]] = self._select(y)[valid]
+        return out
+
+    def row_grid(self, rows: torch.Tensor):
+        """The networks that own a selected row and their selected rows, as a grid: bool ``rows`` ``(K*P,)``
+        -> ``(owners, grid, valid)``.
+
+        ``owners`` ``(K',)`` are the networks with a selected row (ascending); ``grid`` ``(K', Q)`` holds the
+        indices (into the ``K*P`` rows) of each owner's selected rows in ascending order, ``Q`` the most any
+        owner has, an owner with fewer padded with its first selected row; ``valid`` ``(K', Q)`` marks the
+        entries that are not padding.  ``x[grid]`` is then the input of the ``K'`` owners with ``Q`` rows
+        each (:meth:`evaluate_subset`; the attacks' restriction to the rows still searching).
+        """
+        B = rows.shape[0]
+        P = self._points(B, "rows")
         if rows.shape != (B,) or rows.dtype != torch.bool:
             raise ValueError(f"rows must be a bool tensor of shape ({B},); got {rows.dtype} {tuple(rows.shape)}")
         sel = rows.reshape(self.K, P)
         counts = sel.sum(-1)
         owners = torch.nonzero(counts).flatten()
-        out = torch.full((self.K, P), float("nan"), dtype=x.dtype, device=x.device)
-        if owners.numel() == 0:
-            return out.reshape(B)
-        Q = int(counts.max())
-        # per owner: its selected rows first (stable sort), the first Q, padded with its first selected row
+        Q = int(counts.max()) if owners.numel() else 0
+        # per owner: its selected rows first (a stable sort keeps them ascending), the first Q of them
         order = torch.sort((~sel[owners]).to(torch.int8), dim=-1, stable=True).indices[:, :Q]
-        valid = torch.arange(Q, device=x.device).unsqueeze(0) < counts[owners].unsqueeze(-1)
-        idx = torch.where(valid, order, order[:, :1])
-        xs = x.reshape(self.K, P, *x.shape[1:])[owners.unsqueeze(-1), idx]  # (owners, Q, n)
-        with torch.no_grad():
-            y = self._apply_all(xs, shared=False, networks=None if owners.numel() == self.K else owners)
-        out[owners.unsqueeze(-1).expand_as(idx)[valid], idx[valid]] = self._select(y)[valid]
-        return out.reshape(B)
+        valid = torch.arange(Q, device=rows.device).unsqueeze(0) < counts[owners].unsqueeze(-1)
+        grid = owners.unsqueeze(-1) * P + torch.where(valid, order, order[:, :1])
+        return owners, grid, valid
 
     def evaluate_alone(self, x: torch.Tensor, rows: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Each selected row of ``x`` ``(K*P, n)`` evaluated alone by its own network (a fresh

@@ -379,6 +379,12 @@ def test_ensemble_evaluate_subset_only_selected_rows(kind):
         assert bool(torch.isnan(y[~rows]).all())
         scale = float(alone.abs().max())
         assert float((y - alone).abs()[rows].sum()) <= 64 * eps * scale * max(1, len(sel))
+    # the grid of the owners' selected rows (ascending), padded with each owner's first one
+    rows = torch.zeros(12, dtype=torch.bool)
+    rows[[4, 10, 11]] = True
+    owners, grid, valid = ens.row_grid(rows)
+    assert owners.tolist() == [1, 3] and grid.tolist() == [[4, 4], [10, 11]]
+    assert valid.tolist() == [[True, False], [True, True]]
     # the work is owners x Q rows: one row of each of two networks -> 2 rows evaluated, not 2 x 3
     seen = []
     if kind == "loop":

@@ -159,20 +159,12 @@ def _restrict(f, active: torch.Tensor, can_subset: bool):
     B = active.shape[0]
     idx = torch.nonzero(active).flatten()
     if isinstance(f, NetworkEnsemble):
-        P = f.P if f.P is not None else B // f.K
-        owners = idx // P                                   # ascending (idx is)
-        ks, group, counts = torch.unique_consecutive(owners, return_inverse=True, return_counts=True)
-        Pp = int(counts.max())
-        if ks.numel() * Pp >= B:
+        owners, grid, _ = f.row_grid(active)
+        if grid.numel() >= B:
             return None
-        # row j of network group g: its j-th active row, or its first one where it has fewer than Pp
-        first = torch.cumsum(counts, 0) - counts            # position in idx of each group's first row
-        grid = idx[first].unsqueeze(1).repeat(1, Pp)
-        grid[group, torch.arange(idx.numel(), device=idx.device) - first[group]] = idx
-        rows = grid.flatten()
-        sub = NetworkEnsemble([f.networks[k] for k in ks.tolist()], points_per_network=Pp, output=f.output,
-                              vectorize=f.vectorize)
-        return sub, rows
+        sub = NetworkEnsemble([f.networks[k] for k in owners.tolist()], points_per_network=grid.shape[1],
+                              output=f.output, vectorize=f.vectorize)
+        return sub, grid.flatten()
     if not can_subset or idx.numel() >= B:
         return None
     return f, idx
