@@ -210,8 +210,8 @@ def main(argv=None):
     ap.add_argument("--points", type=int, default=5, help="points per network")
     ap.add_argument("--fmn-steps", type=int, default=100)
     ap.add_argument("--gp-steps", type=int, default=None, help="steps of gpbound's iterative attacks "
-                    "(minimal_distance(steps=...)); default: gpbound's default per norm (DEFAULT_STEPS: 100, "
-                    "150 for linf)")
+                    "(minimal_distance(steps=...)); default: gpbound's default per norm in a box "
+                    "(DEFAULT_BOXED_STEPS: 150 for l1 and linf, 100 for l2)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds of the networks and points, one "
                     "set of cells each; with several, a pooled table per norm follows (all points and all "
                     "seconds of that norm over the seeds and sizes)")
@@ -253,9 +253,10 @@ def main(argv=None):
     rows = []
     if fb_python is None:
         print("foolbox: not installed (--fbenv or $FBENV; see the module docstring): gpbound's columns only")
-    from gpbound.attacks import DEFAULT_STEPS
+    from gpbound.attacks import DEFAULT_BOXED_STEPS
 
-    gp_steps = {norm: DEFAULT_STEPS[NORMS[norm]] if args.gp_steps is None else args.gp_steps for norm in args.norms}
+    gp_steps = {norm: DEFAULT_BOXED_STEPS[NORMS[norm]] if args.gp_steps is None else args.gp_steps
+                for norm in args.norms}
     print(f"gpbound default ensemble ({', '.join(f'{k} {v}' for k, v in gp_steps.items())} steps) vs foolbox FMN "
           f"({args.fmn_steps} steps), "
           f"resnet preset C = 16, float32, "

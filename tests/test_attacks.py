@@ -411,12 +411,13 @@ def test_ensemble_evaluate_subset_only_selected_rows(kind):
     assert called == [2] and y.dtype == torch.float64 and bool(torch.isnan(y[~rows]).all())
 
 
-@pytest.mark.parametrize("norm,default", [(1, 100), (2, 100), ("linf", 150)])
-def test_default_steps_per_norm(norm, default, monkeypatch):
-    """``steps=None`` runs FMN for DEFAULT_STEPS[p] iterations (linf: 150, its search converges slowest);
-    an explicit ``steps`` wins; ``steps=True`` (a bool) is rejected."""
+@pytest.mark.parametrize("norm,default,boxed", [(1, 100, 150), (2, 100, 100), ("linf", 150, 150)])
+def test_default_steps_per_norm(norm, default, boxed, monkeypatch):
+    """``steps=None`` runs FMN for DEFAULT_STEPS[p] iterations (linf: 150, its search converges slowest), in a
+    box DEFAULT_BOXED_STEPS[p] (also 150 for l1); an explicit ``steps`` wins; ``steps=True`` (a bool) is
+    rejected."""
     import gpbound.attacks.core as core
-    from gpbound.attacks import DEFAULT_STEPS
+    from gpbound.attacks import DEFAULT_BOXED_STEPS, DEFAULT_STEPS
     from gpbound.attacks.norms import parse_norm
 
     seen = []
@@ -430,7 +431,9 @@ def test_default_steps_per_norm(norm, default, monkeypatch):
     x0 = torch.zeros(2, 3, dtype=torch.float64)
     minimal_distance(f, x0, norm, attacks=("fmn",))
     minimal_distance(f, x0, norm, attacks=("fmn",), steps=7)
-    assert seen == [default, 7] and DEFAULT_STEPS[parse_norm(norm)] == default
+    minimal_distance(f, x0 + 0.1, norm, attacks=("fmn",), bounds=(0.0, 1.0))
+    assert seen == [default, 7, boxed] and DEFAULT_STEPS[parse_norm(norm)] == default
+    assert DEFAULT_BOXED_STEPS[parse_norm(norm)] == boxed
     with pytest.raises(ValueError, match="steps must be None or an int"):
         minimal_distance(f, x0, norm, steps=True)
 

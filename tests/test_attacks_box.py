@@ -327,8 +327,8 @@ def test_box_aware_fmn_reaches_the_closed_form_where_fmn_cannot(p):
 
 def test_box_aware_fmn_runs_only_on_missed_rows_and_bad_input(monkeypatch):
     # row 0 on the other side, f(x0) = +3.2, where the steep coordinate is free to move down (FMN finds it), and
-    # the capped row 1 (FMN misses it): "fmn_box" then attacks only the missed row; the default boxed
-    # ensemble ends with it
+    # the capped row 1 (FMN misses it): "fmn_box" then attacks only the missed row; every default boxed
+    # ensemble has it after FMN
     import gpbound.attacks.core as core
 
     from gpbound.attacks import DEFAULT_BOXED_ATTACKS
@@ -349,7 +349,7 @@ def test_box_aware_fmn_runs_only_on_missed_rows_and_bad_input(monkeypatch):
     assert bool(res.success.all()) and res.best_attack == ["fmn", "fmn_box"]
     assert seen == [[True]]                      # called on the missed row only (f restricted to it)
     assert float(res.distance[1]) == pytest.approx(exact[2], rel=1e-6)
-    assert all(att[-1] == "fmn_box" for att in DEFAULT_BOXED_ATTACKS.values())
+    assert all("fmn_box" in att and att[0] == "fmn" for att in DEFAULT_BOXED_ATTACKS.values())
     with pytest.raises(ValueError, match="fmn_box.*bounds"):
         minimal_distance(f, x0, 2, attacks=("fmn_box",))
     with pytest.raises(TypeError, match="box_aware"):

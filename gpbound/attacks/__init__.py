@@ -8,7 +8,8 @@ per point, the smallest distance (docs/theory.md section 6).  :mod:`.ensemble` e
 many networks of one architecture in one batched call; :mod:`.exact` is the exact
 oracle for affine ``f``.
 """
-from .core import ATTACKS, DEFAULT_ATTACKS, DEFAULT_BOXED_ATTACKS, DEFAULT_STEPS, AttackResult, minimal_distance
+from .core import (ATTACKS, DEFAULT_ATTACKS, DEFAULT_BOXED_ATTACKS, DEFAULT_BOXED_STEPS, DEFAULT_STEPS,
+                   AttackResult, minimal_distance)
 from .deepfool import linearization_attack, refine_boundary
 from .fab import fab_attack
 from ..ensemble import NetworkEnsemble, stack_networks
@@ -19,6 +20,7 @@ from .verify import bisect_to_boundary, find_boundary, is_adversarial, verify
 
 __all__ = [
     "minimal_distance", "AttackResult", "ATTACKS", "DEFAULT_ATTACKS", "DEFAULT_BOXED_ATTACKS", "DEFAULT_STEPS",
+    "DEFAULT_BOXED_STEPS",
     "linearization_attack", "refine_boundary", "fmn_attack", "ddn_attack", "fab_attack",
     "NetworkEnsemble", "stack_networks",
     "affine_minimal_distance", "affine_closest_point",

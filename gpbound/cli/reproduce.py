@@ -219,7 +219,7 @@ def add_parser(sub, arch_args, delta_t):
     rp.add_argument("--block-size", type=_int_at_least("--block-size", 1), default=None,
                     help="networks per task, attacked in one batched call (default min(networks, 25))")
     rp.add_argument("--steps", type=_int_at_least("--steps", 1), default=None,
-                    help="attack steps of minimal_distance (default its own: 100, 150 for linf)")
+                    help="attack steps of minimal_distance (default its own: 100, 150 for linf; in a box also 150 for l1)")
     rp.add_argument("--l1-probe", choices=("auto", "on", "off"), default="auto",
                     help="unboxed runs: the exhaustive l1 coordinate probe (2n evaluations per point) at every size "
                          "(on) or at none (off); auto: on where the largest n <= 512. Never only at some sizes "
