@@ -201,10 +201,9 @@ def minimal_distance(f: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor
     there are none), then on the rows still missed the box-aware FMN (``"fmn_box"``: until its first
     flip its radius is the exact minimal lp step onto the linearised boundary inside the box, and its
     steps use only the coordinates free to move; plain FMN stalls where its steepest coordinates are
-    capped by the box), and ``polish_steps`` boundary linearisations of the best points
-    (:func:`gpbound.attacks.deepfool.refine_boundary`).  Each attack's
-    candidate is verified
-    candidate (label flip ``f(x0) f(x_adv) < 0`` with a margin of a few hundred
+    capped by the box; in l1, where FMN misses the most rows, it comes before FAB), and ``polish_steps``
+    boundary linearisations of the best points (:func:`gpbound.attacks.deepfool.refine_boundary`).  It
+    verifies each attack's candidate (label flip ``f(x0) f(x_adv) < 0`` with a margin of a few hundred
     rounding units of ``|f(x0)|`` in the working dtype,
     :func:`gpbound.attacks.verify.flip_margin`), moves it onto the boundary along
     ``[x0, x_adv]`` (a safeguarded regula falsi, :func:`gpbound.attacks.verify.find_boundary`,
